@@ -1,0 +1,14 @@
+// reactor_engine._C: only the list of component bindings, in dependency order.
+#include <pybind11/pybind11.h>
+
+#include "bindings/bindings.h"
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "reactor-engine native core: HostArena, FrameRing, Encoder, PacketQueue.";
+  reactor::bindings::init_errors(m);
+  reactor::bindings::init_arena(m);
+  reactor::bindings::init_ring(m);
+  reactor::bindings::init_packets(m);
+  reactor::bindings::init_encoder(m);
+  reactor::bindings::init_cuda(m);
+}

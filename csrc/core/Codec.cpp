@@ -1,0 +1,136 @@
+// Codec implementations; every TurboJPEG handle is owned by a unique_ptr with tjDestroy as deleter.
+#include "core/Codec.h"
+
+#include <turbojpeg.h>
+
+#include <cstring>
+
+#include "core/Error.h"
+
+namespace reactor {
+
+namespace {
+
+struct TjDeleter {
+  void operator()(void* handle) const {
+    if (handle != nullptr) tjDestroy(handle);
+  }
+};
+using UniqueTjHandle = std::unique_ptr<void, TjDeleter>;
+
+int tj_subsampling(Subsampling subsampling) {
+  switch (subsampling) {
+    case Subsampling::S444: return TJSAMP_444;
+    case Subsampling::S422: return TJSAMP_422;
+    case Subsampling::S420: return TJSAMP_420;
+    case Subsampling::Gray: return TJSAMP_GRAY;
+  }
+  return TJSAMP_420;
+}
+
+UniqueTjHandle make_compressor() {
+  UniqueTjHandle handle(tjInitCompress());
+  RE_CHECK(handle != nullptr, EncodeError, "tjInitCompress failed: ", tjGetErrorStr2(nullptr));
+  return handle;
+}
+
+class RawCodec final : public FrameCodec {
+ public:
+  CodecKind kind() const override { return CodecKind::Raw; }
+  size_t max_bytes(int64_t w, int64_t h) const override { return static_cast<size_t>(w * h * 3); }
+  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+    const size_t bytes = static_cast<size_t>(w * h * 3);
+    RE_CHECK(bytes <= capacity, EncodeError, "raw frame of ", bytes, " bytes exceeds the packet buffer of ",
+             capacity);
+    std::memcpy(dst, rgb, bytes);
+    return bytes;
+  }
+};
+
+// Planar Y, U, V at 4:2:0 with no row padding (odd sizes round the chroma planes up).
+class I420Codec final : public FrameCodec {
+ public:
+  I420Codec() : handle_(make_compressor()) {}
+  CodecKind kind() const override { return CodecKind::I420; }
+  size_t max_bytes(int64_t w, int64_t h) const override {
+    return tjBufSizeYUV2(static_cast<int>(w), 1, static_cast<int>(h), TJSAMP_420);
+  }
+  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+    const size_t bytes = max_bytes(w, h);
+    RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ",
+             capacity);
+    const int rc = tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst,
+                                1, TJSAMP_420, 0);
+    RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h, " frame failed: ",
+             tjGetErrorStr2(handle_.get()));
+    return bytes;
+  }
+
+ private:
+  UniqueTjHandle handle_;
+};
+
+class JpegCodec final : public FrameCodec {
+ public:
+  JpegCodec(int quality, Subsampling subsampling)
+      : handle_(make_compressor()), quality_(quality), subsampling_(tj_subsampling(subsampling)) {}
+  CodecKind kind() const override { return CodecKind::Jpeg; }
+  size_t max_bytes(int64_t w, int64_t h) const override {
+    return tjBufSize(static_cast<int>(w), static_cast<int>(h), subsampling_);
+  }
+  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+    unsigned char* out = dst;
+    unsigned long size = capacity;  // NOLINT(runtime/int): TurboJPEG's own type
+    const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out,
+                               &size, subsampling_, quality_, TJFLAG_NOREALLOC);
+    RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ",
+             tjGetErrorStr2(handle_.get()));
+    return size;
+  }
+
+ private:
+  UniqueTjHandle handle_;
+  int quality_;
+  int subsampling_;
+};
+
+}  // namespace
+
+Subsampling parse_subsampling(const std::string& name) {
+  if (name == "444") return Subsampling::S444;
+  if (name == "422") return Subsampling::S422;
+  if (name == "420") return Subsampling::S420;
+  if (name == "gray") return Subsampling::Gray;
+  RE_THROW(InvalidArgument, "unknown chroma subsampling '", name, "'; expected '444', '422', '420' or 'gray'");
+}
+
+const char* subsampling_name(Subsampling subsampling) {
+  switch (subsampling) {
+    case Subsampling::S444: return "444";
+    case Subsampling::S422: return "422";
+    case Subsampling::S420: return "420";
+    case Subsampling::Gray: return "gray";
+  }
+  return "unknown";
+}
+
+CodecKind parse_codec(const std::string& name) {
+  if (name == "raw") return CodecKind::Raw;
+  if (name == "i420") return CodecKind::I420;
+  if (name == "jpeg") return CodecKind::Jpeg;
+  RE_THROW(InvalidArgument, "unknown codec '", name, "'; expected 'raw', 'i420' or 'jpeg'");
+}
+
+std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
+  switch (options.kind) {
+    case CodecKind::Raw: return std::make_unique<RawCodec>();
+    case CodecKind::I420: return std::make_unique<I420Codec>();
+    case CodecKind::Jpeg:
+      RE_CHECK(options.quality >= 1 && options.quality <= 100, InvalidArgument,
+               "JPEG quality must be between 1 and 100, got ", options.quality);
+      return std::make_unique<JpegCodec>(options.quality, options.subsampling);
+  }
+  RE_THROW(InvalidArgument, "unknown codec");
+}
+
+}  // namespace reactor

@@ -1,0 +1,278 @@
+// FrameRing: slot state machine, ring policies and the strided copy of the copying emit.
+#include "core/FrameRing.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "core/Clock.h"
+#include "core/Error.h"
+
+namespace reactor {
+
+namespace {
+
+constexpr int64_t kMaxSlots = 1024;
+constexpr int64_t kMaxDimension = 65500;  // the JPEG format's own limit
+constexpr size_t kSlotAlignment = 4096;
+
+std::string milliseconds_text(int64_t ns) {
+  return std::to_string(static_cast<double>(ns) / 1e6) + " ms";
+}
+
+}  // namespace
+
+RingPolicy parse_ring_policy(const std::string& name) {
+  if (name == "block") return RingPolicy::Block;
+  if (name == "drop_oldest") return RingPolicy::DropOldest;
+  if (name == "drop_newest") return RingPolicy::DropNewest;
+  RE_THROW(InvalidArgument, "unknown ring policy '", name, "'; expected 'block', 'drop_oldest' or 'drop_newest'");
+}
+
+const char* ring_policy_name(RingPolicy policy) {
+  switch (policy) {
+    case RingPolicy::Block: return "block";
+    case RingPolicy::DropOldest: return "drop_oldest";
+    case RingPolicy::DropNewest: return "drop_newest";
+  }
+  return "unknown";
+}
+
+FrameRing::FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingPolicy policy,
+                     std::shared_ptr<HostArena> arena)
+    : slots_(slots),
+      max_width_(max_width),
+      max_height_(max_height),
+      policy_(policy),
+      scratch_(policy == RingPolicy::DropNewest ? static_cast<int>(slots) : -1),
+      stats_(std::make_shared<Stats>()),
+      stash_(std::make_shared<ErrorStash>()) {
+  RE_CHECK(slots >= 2 && slots <= kMaxSlots, InvalidArgument, "a frame ring needs between 2 and ", kMaxSlots,
+           " slots, got ", slots);
+  RE_CHECK(max_width > 0 && max_height > 0, InvalidArgument,
+           "frame ring max_width and max_height must be positive, got ", max_width, "x", max_height);
+  RE_CHECK(max_width <= kMaxDimension && max_height <= kMaxDimension, InvalidArgument,
+           "frame ring max size ", max_width, "x", max_height, " exceeds ", kMaxDimension, " pixels a side");
+  const size_t frame_bytes = static_cast<size_t>(max_width) * static_cast<size_t>(max_height) * 3;
+  slot_bytes_ = (frame_bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
+  const int total_slots = static_cast<int>(slots) + (scratch_ >= 0 ? 1 : 0);
+  const size_t total_bytes = slot_bytes_ * static_cast<size_t>(total_slots);
+
+  size_t base = 0;
+  if (arena) {
+    base = arena->allocate(static_cast<int64_t>(total_bytes), kSlotAlignment);
+    arena_ = std::move(arena);
+  } else {
+    arena_ = std::make_shared<HostArena>(static_cast<int64_t>(total_bytes), ArenaOptions{});
+  }
+  states_.assign(total_slots, SlotState::Free);
+  tickets_.assign(total_slots, 0);
+  metas_.assign(total_slots, FrameMeta{});
+  ready_.assign(static_cast<size_t>(slots), -1);
+  slot_data_.resize(total_slots);
+  for (int i = 0; i < total_slots; ++i) {
+    slot_data_[i] = arena_->data() + base + slot_bytes_ * static_cast<size_t>(i);
+  }
+}
+
+FrameRing::~FrameRing() { close(); }
+
+void FrameRing::check_open_locked() const {
+  RE_CHECK(!closed_, Closed, "the frame ring is closed");
+}
+
+void FrameRing::check_held_locked(int slot, uint64_t ticket, const char* action) const {
+  const bool valid = slot >= 0 && slot < static_cast<int>(states_.size());
+  RE_CHECK(valid && states_[slot] == SlotState::Writing && tickets_[slot] == ticket, StateError, "cannot ",
+           action, " slot ", slot, ": it is not acquired (already committed or aborted, or from another ring)");
+}
+
+int FrameRing::find_free_locked() const {
+  for (int i = 0; i < slots_; ++i) {
+    if (states_[i] == SlotState::Free) return i;
+  }
+  return -1;
+}
+
+AcquiredSlot FrameRing::acquire(int64_t width, int64_t height, int64_t timeout_ns) {
+  stash_->rethrow_if_set();
+  const int64_t t_start = now_ns();
+  std::unique_lock<std::mutex> lock(mutex_);
+  check_open_locked();
+  RE_CHECK(width > 0 && height > 0, FrameError, "frame size must be positive, got ", width, "x", height);
+  RE_CHECK(width <= max_width_ && height <= max_height_, FrameError, "frame of ", width, "x", height,
+           " is larger than the ring's slots of ", max_width_, "x", max_height_, " (max_width x max_height)");
+  RE_CHECK(writing_ < 0, StateError, "slot ", writing_,
+           " is still acquired; commit or abort it before acquiring another (a ring has one producer)");
+
+  int slot = find_free_locked();
+  bool dropping = false;
+  if (slot < 0) {
+    switch (policy_) {
+      case RingPolicy::Block: {
+        auto has_free = [&] { return closed_ || find_free_locked() >= 0; };
+        if (timeout_ns < 0) {
+          free_cv_.wait(lock, has_free);
+        } else if (!free_cv_.wait_for(lock, std::chrono::nanoseconds(timeout_ns), has_free)) {
+          stats_->counters.block_timeouts.fetch_add(1, std::memory_order_relaxed);
+          RE_THROW(Timeout, "no free frame slot within ", milliseconds_text(timeout_ns), " (ring of ", slots_,
+                   " slots, policy block): the encoder is behind or stopped");
+        }
+        check_open_locked();
+        slot = find_free_locked();
+        break;
+      }
+      case RingPolicy::DropOldest:
+        // At most one slot is written (this one) and one encoded, so with >= 2 slots one is ready.
+        slot = ready_[ready_head_];
+        ready_head_ = (ready_head_ + 1) % static_cast<int>(slots_);
+        --ready_size_;
+        stats_->counters.frames_dropped_oldest.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case RingPolicy::DropNewest:
+        slot = scratch_;
+        dropping = true;
+        break;
+    }
+  }
+  states_[slot] = SlotState::Writing;
+  tickets_[slot] = next_ticket_++;
+  writing_ = slot;
+  FrameMeta& meta = metas_[slot];
+  meta.width = width;
+  meta.height = height;
+  meta.t_acquire_ns = now_ns();
+  stats_->record(Latency::Acquire, meta.t_acquire_ns - t_start);
+  return AcquiredSlot{slot, tickets_[slot], slot_data_[slot], width, height, dropping, meta.t_acquire_ns};
+}
+
+int64_t FrameRing::commit(int slot, uint64_t ticket, int64_t frame_index, int64_t pts_ns) {
+  stash_->rethrow_if_set();
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_open_locked();
+  check_held_locked(slot, ticket, "commit");
+  FrameMeta& meta = metas_[slot];
+  meta.t_commit_ns = now_ns();
+  meta.pts_ns = pts_ns < 0 ? meta.t_commit_ns : pts_ns;
+  meta.frame_index = frame_index < 0 ? next_frame_index_ : frame_index;
+  next_frame_index_ = meta.frame_index + 1;
+  writing_ = -1;
+  stats_->counters.frames_committed.fetch_add(1, std::memory_order_relaxed);
+  if (slot == scratch_) {
+    states_[slot] = SlotState::Free;
+    stats_->counters.frames_dropped_newest.fetch_add(1, std::memory_order_relaxed);
+    return meta.frame_index;
+  }
+  states_[slot] = SlotState::Ready;
+  ready_[(ready_head_ + ready_size_) % static_cast<int>(slots_)] = slot;
+  ++ready_size_;
+  ready_cv_.notify_one();
+  return meta.frame_index;
+}
+
+void FrameRing::abort(int slot, uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_open_locked();
+  check_held_locked(slot, ticket, "abort");
+  states_[slot] = SlotState::Free;
+  writing_ = -1;
+  stats_->counters.frames_aborted.fetch_add(1, std::memory_order_relaxed);
+  free_cv_.notify_one();
+}
+
+int64_t FrameRing::write(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides,
+                         int64_t frame_index, int64_t pts_ns, int64_t timeout_ns) {
+  const AcquiredSlot acquired = acquire(width, height, timeout_ns);
+  // A frame that drop_newest refuses is counted at commit; copying it would be wasted work.
+  if (!acquired.dropping) {
+    const int64_t t_copy = now_ns();
+    uint8_t* dst = acquired.data;
+    const size_t row_bytes = static_cast<size_t>(width) * 3;
+    for (int64_t y = 0; y < height; ++y) {
+      const uint8_t* row = src + y * strides.row;
+      if (strides.pixel == 3 && strides.channel == 1) {
+        std::memcpy(dst, row, row_bytes);
+      } else {
+        for (int64_t x = 0; x < width; ++x) {
+          const uint8_t* pixel = row + x * strides.pixel;
+          dst[3 * x] = pixel[0];
+          dst[3 * x + 1] = pixel[strides.channel];
+          dst[3 * x + 2] = pixel[2 * strides.channel];
+        }
+      }
+      dst += row_bytes;
+    }
+    stats_->record(Latency::Copy, now_ns() - t_copy);
+  }
+  return commit(acquired.slot, acquired.ticket, frame_index, pts_ns);
+}
+
+int FrameRing::take(const std::atomic<bool>& cancel) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  ready_cv_.wait(lock, [&] { return ready_size_ > 0 || closed_ || cancel.load(); });
+  if (closed_ || cancel.load()) return -1;
+  const int slot = ready_[ready_head_];
+  ready_head_ = (ready_head_ + 1) % static_cast<int>(slots_);
+  --ready_size_;
+  states_[slot] = SlotState::Encoding;
+  ++encoding_;
+  return slot;
+}
+
+void FrameRing::release(int slot) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  states_[slot] = SlotState::Free;
+  --encoding_;
+  free_cv_.notify_one();
+  if (ready_size_ == 0 && encoding_ == 0) idle_cv_.notify_all();
+}
+
+void FrameRing::wake_consumer() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_cv_.notify_all();
+}
+
+bool FrameRing::wait_idle(int64_t timeout_ns) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto idle = [&] { return closed_ || (ready_size_ == 0 && encoding_ == 0); };
+  if (timeout_ns < 0) {
+    idle_cv_.wait(lock, idle);
+    return true;
+  }
+  return idle_cv_.wait_for(lock, std::chrono::nanoseconds(timeout_ns), idle);
+}
+
+int64_t FrameRing::reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_open_locked();
+  const int64_t discarded = ready_size_;
+  for (int i = 0; i < ready_size_; ++i) {
+    states_[ready_[(ready_head_ + i) % static_cast<int>(slots_)]] = SlotState::Free;
+  }
+  ready_head_ = 0;
+  ready_size_ = 0;
+  next_frame_index_ = 0;
+  stats_->counters.frames_discarded.fetch_add(static_cast<uint64_t>(discarded), std::memory_order_relaxed);
+  free_cv_.notify_all();
+  if (encoding_ == 0) idle_cv_.notify_all();
+  return discarded;
+}
+
+void FrameRing::close() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  closed_ = true;
+  free_cv_.notify_all();
+  ready_cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
+bool FrameRing::closed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return closed_;
+}
+
+int64_t FrameRing::ready_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return ready_size_;
+}
+
+}  // namespace reactor

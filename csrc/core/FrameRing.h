@@ -1,0 +1,127 @@
+// FrameRing: N preallocated frame slots in a HostArena; one producer (the model), one consumer (the encoder).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/ErrorStash.h"
+#include "core/HostArena.h"
+#include "core/Stats.h"
+
+namespace reactor {
+
+enum class RingPolicy { Block, DropOldest, DropNewest };
+RingPolicy parse_ring_policy(const std::string& name);
+const char* ring_policy_name(RingPolicy policy);
+
+struct FrameMeta {
+  int64_t frame_index = 0;
+  int64_t width = 0;
+  int64_t height = 0;
+  int64_t pts_ns = 0;
+  int64_t t_acquire_ns = 0;
+  int64_t t_commit_ns = 0;
+};
+
+// What acquire hands the producer. The ticket makes a stale or foreign handle detectable at commit.
+struct AcquiredSlot {
+  int slot = -1;
+  uint64_t ticket = 0;
+  uint8_t* data = nullptr;
+  int64_t width = 0;
+  int64_t height = 0;
+  bool dropping = false;  // the scratch slot of drop_newest: the commit counts a drop
+  int64_t t_acquire_ns = 0;
+};
+
+// Byte strides of a source frame laid out as (height, width, 3) uint8.
+struct FrameStrides {
+  int64_t row = 0;
+  int64_t pixel = 3;
+  int64_t channel = 1;
+};
+
+// Slot states: free -> writing (producer) -> ready (committed) -> encoding (consumer) -> free.
+// Note: slots are fixed at construction; under drop_newest one extra scratch slot absorbs the
+// frames that are refused, so the producer's zero-copy path works the same under every policy.
+class FrameRing {
+ public:
+  FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingPolicy policy,
+            std::shared_ptr<HostArena> arena = nullptr);
+  ~FrameRing();
+  FrameRing(const FrameRing&) = delete;
+  FrameRing& operator=(const FrameRing&) = delete;
+
+  // Producer side. timeout_ns < 0 waits without limit (block policy only ever waits).
+  AcquiredSlot acquire(int64_t width, int64_t height, int64_t timeout_ns);
+  // frame_index < 0: the next of the ring's own counter; pts_ns < 0: the commit time.
+  int64_t commit(int slot, uint64_t ticket, int64_t frame_index = -1, int64_t pts_ns = -1);
+  void abort(int slot, uint64_t ticket);
+  // The copying emit: acquire, copy a (height, width, 3) uint8 frame with any byte strides, commit.
+  int64_t write(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides,
+                int64_t frame_index, int64_t pts_ns, int64_t timeout_ns);
+
+  // Consumer side. take blocks until a ready slot (oldest first), close, or cancel; -1 for the latter.
+  int take(const std::atomic<bool>& cancel);
+  const FrameMeta& meta(int slot) const { return metas_[slot]; }
+  const uint8_t* slot_data(int slot) const { return slot_data_[slot]; }
+  void release(int slot);
+  void wake_consumer();
+  // True once every committed frame has been taken and released (false on timeout).
+  bool wait_idle(int64_t timeout_ns);
+
+  // Discards ready frames (counted as frames_discarded); returns how many.
+  int64_t reset();
+  void close();
+  bool closed() const;
+
+  int64_t slots() const { return slots_; }
+  int64_t max_width() const { return max_width_; }
+  int64_t max_height() const { return max_height_; }
+  size_t slot_bytes() const { return slot_bytes_; }
+  RingPolicy policy() const { return policy_; }
+  int64_t ready_count() const;
+  const std::shared_ptr<HostArena>& arena() const { return arena_; }
+  Stats& stats() { return *stats_; }
+  const std::shared_ptr<Stats>& stats_ptr() const { return stats_; }
+  const std::shared_ptr<ErrorStash>& error_stash() const { return stash_; }
+
+ private:
+  enum class SlotState : uint8_t { Free, Writing, Ready, Encoding };
+
+  void check_open_locked() const;
+  void check_held_locked(int slot, uint64_t ticket, const char* action) const;
+  int find_free_locked() const;
+
+  const int64_t slots_, max_width_, max_height_;
+  const RingPolicy policy_;
+  const int scratch_;  // index of the drop_newest scratch slot, or -1
+  size_t slot_bytes_ = 0;
+  std::shared_ptr<HostArena> arena_;
+  std::shared_ptr<Stats> stats_;
+  std::shared_ptr<ErrorStash> stash_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable free_cv_;   // producer waits for a free slot
+  std::condition_variable ready_cv_;  // consumer waits for a ready slot
+  std::condition_variable idle_cv_;   // flush waits for the ring to drain
+  std::vector<SlotState> states_;
+  std::vector<uint64_t> tickets_;
+  std::vector<FrameMeta> metas_;
+  std::vector<uint8_t*> slot_data_;
+  std::vector<int> ready_;  // FIFO of ready slots as a circular buffer of capacity slots_
+  int ready_head_ = 0;
+  int ready_size_ = 0;
+  int writing_ = -1;  // the slot the producer holds, or -1
+  int encoding_ = 0;  // slots the consumer holds
+  uint64_t next_ticket_ = 1;
+  int64_t next_frame_index_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace reactor
