@@ -31,6 +31,14 @@ struct SlotHandle {
   std::shared_ptr<FrameRing> ring;
   AcquiredSlot acquired;
   bool done = false;
+  Py_ssize_t shape[3] = {0, 0, 3};
+  Py_ssize_t strides[3] = {0, 3, 1};
+
+  SlotHandle(std::shared_ptr<FrameRing> r, const AcquiredSlot& a) : ring(std::move(r)), acquired(a) {
+    shape[0] = static_cast<Py_ssize_t>(a.height);
+    shape[1] = static_cast<Py_ssize_t>(a.width);
+    strides[0] = static_cast<Py_ssize_t>(a.width * 3);
+  }
 
   void check_writable() const {
     RE_CHECK(!done, StateError, "slot ", acquired.slot, " was already committed or aborted; acquire a new one");
@@ -83,6 +91,32 @@ py::capsule to_dlpack(SlotHandle& slot) {
   return py::reinterpret_steal<py::capsule>(capsule);
 }
 
+int slot_getbuffer(PyObject* obj, Py_buffer* view, int flags) {
+  view->obj = nullptr;
+  SlotHandle* slot = nullptr;
+  try {
+    slot = py::detail::load_type<SlotHandle>(py::handle(obj)).operator SlotHandle*();
+    slot->check_writable();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_BufferError, e.what());
+    return -1;
+  }
+  // (height, width, 3) uint8, C-contiguous; shape and strides live in the handle.
+  view->buf = slot->acquired.data;
+  view->obj = obj;
+  Py_INCREF(obj);
+  view->len = static_cast<Py_ssize_t>(slot->acquired.width * slot->acquired.height * 3);
+  view->readonly = 0;
+  view->itemsize = 1;
+  view->format = (flags & PyBUF_FORMAT) ? const_cast<char*>("B") : nullptr;
+  view->ndim = (flags & PyBUF_ND) ? 3 : 1;
+  view->shape = (flags & PyBUF_ND) ? slot->shape : nullptr;
+  view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? slot->strides : nullptr;
+  view->suboffsets = nullptr;
+  view->internal = nullptr;
+  return 0;
+}
+
 SlotHandle& own_slot(const std::shared_ptr<FrameRing>& ring, SlotHandle& slot) {
   RE_CHECK(slot.ring == ring, StateError, "slot ", slot.acquired.slot, " belongs to another ring");
   return slot;
@@ -130,14 +164,14 @@ std::string shape_text(const py::buffer_info& info) {
 }  // namespace
 
 void init_ring(py::module_& m) {
-  py::class_<SlotHandle>(m, "FrameSlot", py::buffer_protocol())
-      .def_buffer([](SlotHandle& slot) {
-        slot.check_writable();
-        const auto w = static_cast<py::ssize_t>(slot.acquired.width);
-        const auto h = static_cast<py::ssize_t>(slot.acquired.height);
-        return py::buffer_info(slot.acquired.data, 1, py::format_descriptor<uint8_t>::format(), 3, {h, w, py::ssize_t{3}},
-                               {w * 3, py::ssize_t{3}, py::ssize_t{1}}, /*readonly=*/false);
-      })
+  py::class_<SlotHandle> slot_class(m, "FrameSlot", py::buffer_protocol());
+  // Our own buffer slot (pybind11's turns every error into "Error getting buffer"): a stale slot
+  // says why it refuses.
+  auto* heap_type = reinterpret_cast<PyHeapTypeObject*>(slot_class.ptr());
+  heap_type->as_buffer.bf_getbuffer = &slot_getbuffer;
+  heap_type->as_buffer.bf_releasebuffer = nullptr;
+  reinterpret_cast<PyTypeObject*>(slot_class.ptr())->tp_as_buffer = &heap_type->as_buffer;
+  slot_class
       .def_property_readonly("index", [](const SlotHandle& s) { return s.acquired.slot; })
       .def_property_readonly("width", [](const SlotHandle& s) { return s.acquired.width; })
       .def_property_readonly("height", [](const SlotHandle& s) { return s.acquired.height; })

@@ -47,7 +47,8 @@ class RawCodec final : public FrameCodec {
   }
 };
 
-// Planar Y, U, V at 4:2:0 with no row padding (odd sizes round the chroma planes up).
+// Planar Y, U, V at 4:2:0 with no row padding: w*h*3/2 bytes for even sizes. Note: as libjpeg-turbo
+// lays planes out, an odd width or height pads the luma plane to the next even size.
 class I420Codec final : public FrameCodec {
  public:
   I420Codec() : handle_(make_compressor()) {}

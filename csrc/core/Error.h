@@ -45,11 +45,13 @@ std::string concat(const Args&... args) {
 
 // RE_CHECK(cond, Kind, message parts...): throw reactor::Kind with the message and file:line when
 // cond is false. The message is built only on failure, so a check in the frame loop costs a branch.
-#define RE_CHECK(cond, Kind, ...)                                                          \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      throw ::reactor::Kind(::reactor::detail::concat(__VA_ARGS__, " [", ::reactor::detail::basename(__FILE__), ":", __LINE__, "]")); \
-    }                                                                                      \
-  } while (0)
+#define RE_THROW(Kind, ...)                                                             \
+  throw ::reactor::Kind(::reactor::detail::concat(__VA_ARGS__, " [", ::reactor::detail::basename(__FILE__), \
+                                                  ":", __LINE__, "]"))
 
-#define RE_THROW(Kind, ...) RE_CHECK(false, Kind, __VA_ARGS__)
+#define RE_CHECK(cond, Kind, ...) \
+  do {                            \
+    if (!(cond)) {                \
+      RE_THROW(Kind, __VA_ARGS__); \
+    }                             \
+  } while (0)

@@ -1,0 +1,46 @@
+# The everyday commands. `make test` is what the README and CI run.
+PY := .venv/bin/python
+JOBS ?= 2
+NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD_TESTS=ON -DREACTOR_ENGINE_CUDA=OFF
+
+.PHONY: setup test test-native test-asan test-python lint format bench clean
+
+setup:
+	scripts/setup.sh
+
+test: setup test-native test-python
+
+# The native unit tests (ctest), in a debug build of the core alone.
+test-native:
+	cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Debug $(NATIVE_CMAKE) >/dev/null
+	cmake --build build/native -j $(JOBS)
+	ctest --test-dir build/native --output-on-failure -j $(JOBS)
+
+# The same native tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan:
+	cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DREACTOR_ENGINE_SANITIZE=ON $(NATIVE_CMAKE) >/dev/null
+	cmake --build build/asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir build/asan --output-on-failure -j $(JOBS)
+
+test-python:
+	$(PY) -m pytest
+
+lint:
+	$(PY) -m ruff check reactor_engine tests benchmarks
+	$(PY) -m ruff format --check reactor_engine tests benchmarks
+	$(PY) -m mypy
+	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp
+
+format:
+	$(PY) -m ruff format reactor_engine tests benchmarks
+	$(PY) -m ruff check --fix reactor_engine tests benchmarks
+	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp
+
+# Benchmarks: pytest-benchmark, JSON kept under benchmarks/results/.
+bench: setup
+	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-only \
+	  --benchmark-json=benchmarks/results/core-$$(hostname)-$$(date +%Y%m%d).json
+
+clean:
+	rm -rf build
