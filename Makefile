@@ -30,12 +30,12 @@ lint:
 	$(PY) -m ruff check reactor_engine tests benchmarks
 	$(PY) -m ruff format --check reactor_engine tests benchmarks
 	$(PY) -m mypy
-	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp
+	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
 format:
 	$(PY) -m ruff format reactor_engine tests benchmarks
 	$(PY) -m ruff check --fix reactor_engine tests benchmarks
-	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp
+	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
 # Benchmarks: pytest-benchmark, JSON kept under benchmarks/results/.
 bench: setup

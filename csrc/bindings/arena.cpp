@@ -28,11 +28,10 @@ const std::shared_ptr<HostArena>& ArenaHandle::get() const {
 }
 
 void init_arena(py::module_& m) {
-  py::class_<ArenaRegion>(m, "_ArenaRegion", py::buffer_protocol())
-      .def_buffer([](ArenaRegion& region) {
-        return py::buffer_info(region.data, 1, py::format_descriptor<uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(region.size)}, {1}, /*readonly=*/false);
-      });
+  py::class_<ArenaRegion>(m, "_ArenaRegion", py::buffer_protocol()).def_buffer([](ArenaRegion& region) {
+    return py::buffer_info(region.data, 1, py::format_descriptor<uint8_t>::format(), 1,
+                           {static_cast<py::ssize_t>(region.size)}, {1}, /*readonly=*/false);
+  });
 
   py::class_<ArenaHandle>(m, "HostArena")
       .def(py::init([](int64_t nbytes, bool lock, bool cuda_register, bool hugepages) {
@@ -50,15 +49,19 @@ void init_arena(py::module_& m) {
       .def_property_readonly("cuda", [](const ArenaHandle& h) { return h.get()->cuda(); })
       .def_property_readonly("hugepages", [](const ArenaHandle& h) { return h.get()->hugepages(); })
       .def_property_readonly("closed", [](const ArenaHandle& h) { return h.arena == nullptr; })
-      .def("allocate", [](const ArenaHandle& h, int64_t nbytes, int64_t alignment) {
-             return h.get()->allocate(nbytes, alignment);
-           }, py::arg("nbytes"), py::arg("alignment") = 64)
-      .def("view", [](const ArenaHandle& h, int64_t offset, int64_t nbytes) {
-             const auto& arena = h.get();
-             uint8_t* data = arena->at(offset, nbytes);
-             py::object region = py::cast(ArenaRegion{arena, data, static_cast<size_t>(nbytes)});
-             return py::memoryview(region);
-           }, py::arg("offset"), py::arg("nbytes"))
+      .def(
+          "allocate",
+          [](const ArenaHandle& h, int64_t nbytes, int64_t alignment) { return h.get()->allocate(nbytes, alignment); },
+          py::arg("nbytes"), py::arg("alignment") = 64)
+      .def(
+          "view",
+          [](const ArenaHandle& h, int64_t offset, int64_t nbytes) {
+            const auto& arena = h.get();
+            uint8_t* data = arena->at(offset, nbytes);
+            py::object region = py::cast(ArenaRegion{arena, data, static_cast<size_t>(nbytes)});
+            return py::memoryview(region);
+          },
+          py::arg("offset"), py::arg("nbytes"))
       .def("close", [](ArenaHandle& h) { h.arena.reset(); })
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](ArenaHandle& h, const py::args&) { h.arena.reset(); })

@@ -1,4 +1,6 @@
 // Python binding of Encoder: construction starts the native thread; close/flush release the GIL.
+#include "core/Encoder.h"
+
 #include <pybind11/pybind11.h>
 
 #include <memory>
@@ -6,7 +8,6 @@
 
 #include "bindings/bindings.h"
 #include "bindings/handles.h"
-#include "core/Encoder.h"
 #include "core/Error.h"
 
 namespace py = pybind11;
@@ -42,20 +43,25 @@ void init_encoder(py::module_& m) {
            py::arg("queue_capacity") = 8)
       .def_property_readonly("codec", [](const EncoderHandle& h) { return codec_name(h.options.kind); })
       .def_property_readonly("quality", [](const EncoderHandle& h) { return h.options.quality; })
-      .def_property_readonly("subsampling", [](const EncoderHandle& h) { return subsampling_name(h.options.subsampling); })
+      .def_property_readonly("subsampling",
+                             [](const EncoderHandle& h) { return subsampling_name(h.options.subsampling); })
       .def_property_readonly("queue", [](const EncoderHandle& h) { return h.encoder->queue(); })
       .def_property_readonly("running", [](const EncoderHandle& h) { return h.encoder->running(); })
-      .def("flush", [](EncoderHandle& h, const py::object& timeout) {
-             const int64_t timeout_ns = timeout_to_ns(timeout);
-             py::gil_scoped_release release;  // waits for the encoder thread to drain the ring
-             h.encoder->flush(timeout_ns);
-           }, py::arg("timeout") = py::none())
+      .def(
+          "flush",
+          [](EncoderHandle& h, const py::object& timeout) {
+            const int64_t timeout_ns = timeout_to_ns(timeout);
+            py::gil_scoped_release release;  // waits for the encoder thread to drain the ring
+            h.encoder->flush(timeout_ns);
+          },
+          py::arg("timeout") = py::none())
       .def("check", [](EncoderHandle& h) { h.encoder->check(); })
       .def("close", &close_encoder)
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](EncoderHandle& h, const py::args&) { close_encoder(h); })
       .def("__repr__", [](const EncoderHandle& h) {
-        return std::string("<Encoder ") + codec_name(h.options.kind) + (h.encoder->running() ? " running>" : " closed>");
+        return std::string("<Encoder ") + codec_name(h.options.kind) +
+               (h.encoder->running() ? " running>" : " closed>");
       });
 }
 

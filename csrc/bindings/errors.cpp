@@ -37,11 +37,10 @@ PyObject* lookup(const py::module_& errors, const char* name) { return py::objec
 
 void init_errors(py::module_& m) {
   const py::module_ errors = py::module_::import("reactor_engine.errors");
-  classes = new ErrorClasses{lookup(errors, "ReactorError"),      lookup(errors, "InvalidArgumentError"),
-                             lookup(errors, "FrameError"),        lookup(errors, "ReactorTimeoutError"),
-                             lookup(errors, "ClosedError"),       lookup(errors, "StateError"),
-                             lookup(errors, "EncodeError"),       lookup(errors, "AllocationError"),
-                             lookup(errors, "CudaError")};
+  classes = new ErrorClasses{
+      lookup(errors, "ReactorError"),        lookup(errors, "InvalidArgumentError"), lookup(errors, "FrameError"),
+      lookup(errors, "ReactorTimeoutError"), lookup(errors, "ClosedError"),          lookup(errors, "StateError"),
+      lookup(errors, "EncodeError"),         lookup(errors, "AllocationError"),      lookup(errors, "CudaError")};
   py::register_exception_translator([](std::exception_ptr error) {
     try {
       if (error) std::rethrow_exception(error);

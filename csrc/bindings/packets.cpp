@@ -97,9 +97,8 @@ void init_packets(py::module_& m) {
       .def_property_readonly("t_encode_end_ns", [](const PacketHandle& p) { return p.meta.t_encode_end_ns; })
       .def_property_readonly("t_publish_ns", [](const PacketHandle& p) { return p.meta.t_publish_ns; })
       .def_property_readonly("released", [](const PacketHandle& p) { return !p.ref || p.ref->released(); })
-      .def("tobytes", [](const PacketHandle& p) {
-        return py::bytes(reinterpret_cast<const char*>(p.data()), p.meta.size);
-      })
+      .def("tobytes",
+           [](const PacketHandle& p) { return py::bytes(reinterpret_cast<const char*>(p.data()), p.meta.size); })
       .def("release", &release_packet)
       .def("__len__", [](const PacketHandle& p) { return p.meta.size; })
       .def("__enter__", [](py::object self) { return self; })
@@ -120,30 +119,34 @@ void init_packets(py::module_& m) {
       .def_property_readonly("max_packet_bytes", &PacketQueue::max_packet_bytes)
       .def_property_readonly("size", &PacketQueue::size)
       .def_property_readonly("closed", &PacketQueue::closed)
-      .def("pop", [](const std::shared_ptr<PacketQueue>& queue, const py::object& timeout) -> py::object {
-             const int64_t timeout_ns = timeout_to_ns(timeout);
-             // Wait in slices so that Ctrl-C reaches a thread parked here without a timeout.
-             constexpr int64_t kSliceNs = 100'000'000;
-             int64_t waited = 0;
-             while (true) {
-               const int64_t slice = timeout_ns < 0 ? kSliceNs : std::min(kSliceNs, timeout_ns - waited);
-               int index;
-               {
-                 py::gil_scoped_release release;  // blocks until a packet, the timeout, or close
-                 index = queue->pop(slice);
-               }
-               if (index >= 0) return wrap(queue, index);
-               waited += slice;
-               if (timeout_ns >= 0 && waited >= timeout_ns) {
-                 RE_THROW(Timeout, "no packet within ", static_cast<double>(timeout_ns) / 1e6, " ms");
-               }
-               if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-             }
-           }, py::arg("timeout") = py::none())
-      .def("try_pop", [](const std::shared_ptr<PacketQueue>& queue) -> py::object {
-        const int index = queue->try_pop();
-        return index < 0 ? py::object(py::none()) : wrap(queue, index);
-      })
+      .def(
+          "pop",
+          [](const std::shared_ptr<PacketQueue>& queue, const py::object& timeout) -> py::object {
+            const int64_t timeout_ns = timeout_to_ns(timeout);
+            // Wait in slices so that Ctrl-C reaches a thread parked here without a timeout.
+            constexpr int64_t kSliceNs = 100'000'000;
+            int64_t waited = 0;
+            while (true) {
+              const int64_t slice = timeout_ns < 0 ? kSliceNs : std::min(kSliceNs, timeout_ns - waited);
+              int index;
+              {
+                py::gil_scoped_release release;  // blocks until a packet, the timeout, or close
+                index = queue->pop(slice);
+              }
+              if (index >= 0) return wrap(queue, index);
+              waited += slice;
+              if (timeout_ns >= 0 && waited >= timeout_ns) {
+                RE_THROW(Timeout, "no packet within ", static_cast<double>(timeout_ns) / 1e6, " ms");
+              }
+              if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            }
+          },
+          py::arg("timeout") = py::none())
+      .def("try_pop",
+           [](const std::shared_ptr<PacketQueue>& queue) -> py::object {
+             const int index = queue->try_pop();
+             return index < 0 ? py::object(py::none()) : wrap(queue, index);
+           })
       .def("fileno", &PacketQueue::event_fd)
       .def("clear_event", &PacketQueue::clear_event)
       .def("close", &PacketQueue::close);

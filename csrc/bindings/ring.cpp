@@ -171,24 +171,25 @@ void init_ring(py::module_& m) {
   heap_type->as_buffer.bf_getbuffer = &slot_getbuffer;
   heap_type->as_buffer.bf_releasebuffer = nullptr;
   reinterpret_cast<PyTypeObject*>(slot_class.ptr())->tp_as_buffer = &heap_type->as_buffer;
-  slot_class
-      .def_property_readonly("index", [](const SlotHandle& s) { return s.acquired.slot; })
+  slot_class.def_property_readonly("index", [](const SlotHandle& s) { return s.acquired.slot; })
       .def_property_readonly("width", [](const SlotHandle& s) { return s.acquired.width; })
       .def_property_readonly("height", [](const SlotHandle& s) { return s.acquired.height; })
       .def_property_readonly("dropping", [](const SlotHandle& s) { return s.acquired.dropping; })
       .def_property_readonly("t_acquire_ns", [](const SlotHandle& s) { return s.acquired.t_acquire_ns; })
-      .def("__dlpack__", [](SlotHandle& s, const py::object&, const py::object&, const py::object& dl_device,
-                            const py::object& copy) {
-             if (!dl_device.is_none()) {
-               const auto device = dl_device.cast<std::pair<int, int>>();
-               RE_CHECK(device.first == dlpack::kDLCPU, InvalidArgument,
-                        "a frame slot lives on the CPU (DLPack device 1); asked for device ", device.first);
-             }
-             RE_CHECK(copy.is_none() || !copy.cast<bool>(), InvalidArgument,
-                      "a frame slot is exported zero-copy only; copy=True is not supported");
-             return to_dlpack(s);
-           }, py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
-           py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+      .def(
+          "__dlpack__",
+          [](SlotHandle& s, const py::object&, const py::object&, const py::object& dl_device, const py::object& copy) {
+            if (!dl_device.is_none()) {
+              const auto device = dl_device.cast<std::pair<int, int>>();
+              RE_CHECK(device.first == dlpack::kDLCPU, InvalidArgument,
+                       "a frame slot lives on the CPU (DLPack device 1); asked for device ", device.first);
+            }
+            RE_CHECK(copy.is_none() || !copy.cast<bool>(), InvalidArgument,
+                     "a frame slot is exported zero-copy only; copy=True is not supported");
+            return to_dlpack(s);
+          },
+          py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
+          py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const SlotHandle&) { return std::make_pair(int{dlpack::kDLCPU}, 0); })
       .def("__repr__", [](const SlotHandle& s) {
         return "<FrameSlot " + std::to_string(s.acquired.slot) + " " + std::to_string(s.acquired.width) + "x" +
@@ -204,8 +205,8 @@ void init_ring(py::module_& m) {
              py::gil_scoped_release release;  // mapping and prefaulting the slots can take a while
              return std::make_shared<FrameRing>(slots, max_width, max_height, parsed, std::move(memory));
            }),
-           py::arg("slots"), py::arg("max_width"), py::arg("max_height"), py::arg("policy") = "block",
-           py::kw_only(), py::arg("arena") = py::none())
+           py::arg("slots"), py::arg("max_width"), py::arg("max_height"), py::arg("policy") = "block", py::kw_only(),
+           py::arg("arena") = py::none())
       .def_property_readonly("slots", &FrameRing::slots)
       .def_property_readonly("max_width", &FrameRing::max_width)
       .def_property_readonly("max_height", &FrameRing::max_height)
@@ -214,53 +215,64 @@ void init_ring(py::module_& m) {
       .def_property_readonly("pinning", [](const FrameRing& r) { return r.arena()->pinning(); })
       .def_property_readonly("ready", &FrameRing::ready_count)
       .def_property_readonly("closed", &FrameRing::closed)
-      .def("acquire", [](const std::shared_ptr<FrameRing>& ring, int64_t width, int64_t height,
-                         const py::object& timeout) {
-             const int64_t timeout_ns = timeout_to_ns(timeout);
-             AcquiredSlot acquired;
-             {
-               py::gil_scoped_release release;  // waits for a free slot under the block policy
-               acquired = ring->acquire(width, height, timeout_ns);
-             }
-             return SlotHandle{ring, acquired};
-           }, py::arg("width"), py::arg("height"), py::arg("timeout") = py::none())
-      .def("commit", [](const std::shared_ptr<FrameRing>& ring, SlotHandle& slot, const py::object& frame_index,
-                        const py::object& pts_ns) {
-             own_slot(ring, slot);
-             const int64_t index = frame_index.is_none() ? -1 : frame_index.cast<int64_t>();
-             const int64_t pts = pts_ns.is_none() ? -1 : pts_ns.cast<int64_t>();
-             RE_CHECK(frame_index.is_none() || index >= 0, InvalidArgument, "frame_index must be >= 0, got ", index);
-             RE_CHECK(pts_ns.is_none() || pts >= 0, InvalidArgument, "pts_ns must be >= 0, got ", pts);
-             const int64_t committed = ring->commit(slot.acquired.slot, slot.acquired.ticket, index, pts);
-             slot.done = true;
-             return committed;
-           }, py::arg("slot"), py::arg("frame_index") = py::none(), py::arg("pts_ns") = py::none())
-      .def("abort", [](const std::shared_ptr<FrameRing>& ring, SlotHandle& slot) {
-             own_slot(ring, slot);
-             ring->abort(slot.acquired.slot, slot.acquired.ticket);
-             slot.done = true;
-           }, py::arg("slot"))
-      .def("write", [](const std::shared_ptr<FrameRing>& ring, const py::buffer& frame, const py::object& frame_index,
-                       const py::object& pts_ns, const py::object& timeout) {
-             const py::buffer_info info = frame.request();
-             const std::string format = info.format;
-             RE_CHECK(info.ndim == 3 && info.shape[2] == 3, FrameError, "frame has shape ", shape_text(info),
-                      "; the ring takes (H, W, 3) uint8 RGB");
-             RE_CHECK(info.itemsize == 1 && (format == "B" || format == "=B" || format == "<B" || format == "|u1"),
-                      FrameError, "frame has element format '", format, "' of ", info.itemsize,
-                      " bytes; the ring takes (H, W, 3) uint8 RGB");
-             const int64_t index = frame_index.is_none() ? -1 : frame_index.cast<int64_t>();
-             const int64_t pts = pts_ns.is_none() ? -1 : pts_ns.cast<int64_t>();
-             RE_CHECK(frame_index.is_none() || index >= 0, InvalidArgument, "frame_index must be >= 0, got ", index);
-             RE_CHECK(pts_ns.is_none() || pts >= 0, InvalidArgument, "pts_ns must be >= 0, got ", pts);
-             const int64_t timeout_ns = timeout_to_ns(timeout);
-             const FrameStrides strides{info.strides[0], info.strides[1], info.strides[2]};
-             const auto* src = static_cast<const uint8_t*>(info.ptr);
-             // The buffer stays exported (info holds it) while the copy runs without the GIL.
-             py::gil_scoped_release release;
-             return ring->write(src, info.shape[1], info.shape[0], strides, index, pts, timeout_ns);
-           }, py::arg("frame"), py::arg("frame_index") = py::none(), py::arg("pts_ns") = py::none(),
-           py::arg("timeout") = py::none())
+      .def(
+          "acquire",
+          [](const std::shared_ptr<FrameRing>& ring, int64_t width, int64_t height, const py::object& timeout) {
+            const int64_t timeout_ns = timeout_to_ns(timeout);
+            AcquiredSlot acquired;
+            {
+              py::gil_scoped_release release;  // waits for a free slot under the block policy
+              acquired = ring->acquire(width, height, timeout_ns);
+            }
+            return SlotHandle{ring, acquired};
+          },
+          py::arg("width"), py::arg("height"), py::arg("timeout") = py::none())
+      .def(
+          "commit",
+          [](const std::shared_ptr<FrameRing>& ring, SlotHandle& slot, const py::object& frame_index,
+             const py::object& pts_ns) {
+            own_slot(ring, slot);
+            const int64_t index = frame_index.is_none() ? -1 : frame_index.cast<int64_t>();
+            const int64_t pts = pts_ns.is_none() ? -1 : pts_ns.cast<int64_t>();
+            RE_CHECK(frame_index.is_none() || index >= 0, InvalidArgument, "frame_index must be >= 0, got ", index);
+            RE_CHECK(pts_ns.is_none() || pts >= 0, InvalidArgument, "pts_ns must be >= 0, got ", pts);
+            const int64_t committed = ring->commit(slot.acquired.slot, slot.acquired.ticket, index, pts);
+            slot.done = true;
+            return committed;
+          },
+          py::arg("slot"), py::arg("frame_index") = py::none(), py::arg("pts_ns") = py::none())
+      .def(
+          "abort",
+          [](const std::shared_ptr<FrameRing>& ring, SlotHandle& slot) {
+            own_slot(ring, slot);
+            ring->abort(slot.acquired.slot, slot.acquired.ticket);
+            slot.done = true;
+          },
+          py::arg("slot"))
+      .def(
+          "write",
+          [](const std::shared_ptr<FrameRing>& ring, const py::buffer& frame, const py::object& frame_index,
+             const py::object& pts_ns, const py::object& timeout) {
+            const py::buffer_info info = frame.request();
+            const std::string format = info.format;
+            RE_CHECK(info.ndim == 3 && info.shape[2] == 3, FrameError, "frame has shape ", shape_text(info),
+                     "; the ring takes (H, W, 3) uint8 RGB");
+            RE_CHECK(info.itemsize == 1 && (format == "B" || format == "=B" || format == "<B" || format == "|u1"),
+                     FrameError, "frame has element format '", format, "' of ", info.itemsize,
+                     " bytes; the ring takes (H, W, 3) uint8 RGB");
+            const int64_t index = frame_index.is_none() ? -1 : frame_index.cast<int64_t>();
+            const int64_t pts = pts_ns.is_none() ? -1 : pts_ns.cast<int64_t>();
+            RE_CHECK(frame_index.is_none() || index >= 0, InvalidArgument, "frame_index must be >= 0, got ", index);
+            RE_CHECK(pts_ns.is_none() || pts >= 0, InvalidArgument, "pts_ns must be >= 0, got ", pts);
+            const int64_t timeout_ns = timeout_to_ns(timeout);
+            const FrameStrides strides{info.strides[0], info.strides[1], info.strides[2]};
+            const auto* src = static_cast<const uint8_t*>(info.ptr);
+            // The buffer stays exported (info holds it) while the copy runs without the GIL.
+            py::gil_scoped_release release;
+            return ring->write(src, info.shape[1], info.shape[0], strides, index, pts, timeout_ns);
+          },
+          py::arg("frame"), py::arg("frame_index") = py::none(), py::arg("pts_ns") = py::none(),
+          py::arg("timeout") = py::none())
       .def("reset", &FrameRing::reset)
       .def("stats", [](FrameRing& ring) { return stats_dict(ring); })
       .def("close", &FrameRing::close)

@@ -40,8 +40,7 @@ class RawCodec final : public FrameCodec {
   size_t max_bytes(int64_t w, int64_t h) const override { return static_cast<size_t>(w * h * 3); }
   size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
     const size_t bytes = static_cast<size_t>(w * h * 3);
-    RE_CHECK(bytes <= capacity, EncodeError, "raw frame of ", bytes, " bytes exceeds the packet buffer of ",
-             capacity);
+    RE_CHECK(bytes <= capacity, EncodeError, "raw frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
     std::memcpy(dst, rgb, bytes);
     return bytes;
   }
@@ -58,12 +57,11 @@ class I420Codec final : public FrameCodec {
   }
   size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
     const size_t bytes = max_bytes(w, h);
-    RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ",
-             capacity);
-    const int rc = tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst,
-                                1, TJSAMP_420, 0);
-    RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h, " frame failed: ",
-             tjGetErrorStr2(handle_.get()));
+    RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
+    const int rc =
+        tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst, 1, TJSAMP_420, 0);
+    RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h,
+             " frame failed: ", tjGetErrorStr2(handle_.get()));
     return bytes;
   }
 
@@ -82,10 +80,9 @@ class JpegCodec final : public FrameCodec {
   size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
     unsigned char* out = dst;
     unsigned long size = capacity;  // NOLINT(runtime/int): TurboJPEG's own type
-    const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out,
-                               &size, subsampling_, quality_, TJFLAG_NOREALLOC);
-    RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ",
-             tjGetErrorStr2(handle_.get()));
+    const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out, &size,
+                               subsampling_, quality_, TJFLAG_NOREALLOC);
+    RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ", tjGetErrorStr2(handle_.get()));
     return size;
   }
 

@@ -15,9 +15,7 @@ constexpr int64_t kMaxSlots = 1024;
 constexpr int64_t kMaxDimension = 65500;  // the JPEG format's own limit
 constexpr size_t kSlotAlignment = 4096;
 
-std::string milliseconds_text(int64_t ns) {
-  return std::to_string(static_cast<double>(ns) / 1e6) + " ms";
-}
+std::string milliseconds_text(int64_t ns) { return std::to_string(static_cast<double>(ns) / 1e6) + " ms"; }
 
 }  // namespace
 
@@ -50,8 +48,8 @@ FrameRing::FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingP
            " slots, got ", slots);
   RE_CHECK(max_width > 0 && max_height > 0, InvalidArgument,
            "frame ring max_width and max_height must be positive, got ", max_width, "x", max_height);
-  RE_CHECK(max_width <= kMaxDimension && max_height <= kMaxDimension, InvalidArgument,
-           "frame ring max size ", max_width, "x", max_height, " exceeds ", kMaxDimension, " pixels a side");
+  RE_CHECK(max_width <= kMaxDimension && max_height <= kMaxDimension, InvalidArgument, "frame ring max size ",
+           max_width, "x", max_height, " exceeds ", kMaxDimension, " pixels a side");
   const size_t frame_bytes = static_cast<size_t>(max_width) * static_cast<size_t>(max_height) * 3;
   slot_bytes_ = (frame_bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
   const int total_slots = static_cast<int>(slots) + (scratch_ >= 0 ? 1 : 0);
@@ -76,14 +74,12 @@ FrameRing::FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingP
 
 FrameRing::~FrameRing() { close(); }
 
-void FrameRing::check_open_locked() const {
-  RE_CHECK(!closed_, Closed, "the frame ring is closed");
-}
+void FrameRing::check_open_locked() const { RE_CHECK(!closed_, Closed, "the frame ring is closed"); }
 
 void FrameRing::check_held_locked(int slot, uint64_t ticket, const char* action) const {
   const bool valid = slot >= 0 && slot < static_cast<int>(states_.size());
-  RE_CHECK(valid && states_[slot] == SlotState::Writing && tickets_[slot] == ticket, StateError, "cannot ",
-           action, " slot ", slot, ": it is not acquired (already committed or aborted, or from another ring)");
+  RE_CHECK(valid && states_[slot] == SlotState::Writing && tickets_[slot] == ticket, StateError, "cannot ", action,
+           " slot ", slot, ": it is not acquired (already committed or aborted, or from another ring)");
 }
 
 int FrameRing::find_free_locked() const {

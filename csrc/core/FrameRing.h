@@ -63,8 +63,8 @@ class FrameRing {
   int64_t commit(int slot, uint64_t ticket, int64_t frame_index = -1, int64_t pts_ns = -1);
   void abort(int slot, uint64_t ticket);
   // The copying emit: acquire, copy a (height, width, 3) uint8 frame with any byte strides, commit.
-  int64_t write(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides,
-                int64_t frame_index, int64_t pts_ns, int64_t timeout_ns);
+  int64_t write(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides, int64_t frame_index,
+                int64_t pts_ns, int64_t timeout_ns);
 
   // Consumer side. take blocks until a ready slot (oldest first), close, or cancel; -1 for the latter.
   int take(const std::atomic<bool>& cancel);

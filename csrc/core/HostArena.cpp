@@ -55,8 +55,7 @@ HostArena::HostArena(int64_t nbytes, ArenaOptions options) {
   const bool align_huge = options.hugepages && size_ >= kHugePage;
   mapping_size_ = align_huge ? size_ + kHugePage : size_;
   void* mapped = mmap(nullptr, mapping_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  RE_CHECK(mapped != MAP_FAILED, AllocationError, "mmap of ", mapping_size_, " bytes failed: ",
-           std::strerror(errno));
+  RE_CHECK(mapped != MAP_FAILED, AllocationError, "mmap of ", mapping_size_, " bytes failed: ", std::strerror(errno));
   mapping_ = static_cast<uint8_t*>(mapped);
   data_ = mapping_;
   if (align_huge) {
@@ -92,7 +91,7 @@ HostArena::HostArena(int64_t nbytes, ArenaOptions options) {
   } else {
     const std::string failure = CudaDriver::instance().host_register(data_, size_);
     cuda_registered_ = failure.empty();
-    cuda_ = cuda_registered_ ? "registered"
+    cuda_ = cuda_registered_                       ? "registered"
             : failure.rfind("unavailable", 0) == 0 ? failure
                                                    : "unavailable: " + failure;
   }
@@ -117,9 +116,9 @@ size_t HostArena::allocate(int64_t nbytes, int64_t alignment) {
            "alignment must be a positive power of two, got ", alignment);
   std::lock_guard<std::mutex> guard(mutex_);
   const size_t offset = round_up(used_, static_cast<size_t>(alignment));
-  RE_CHECK(offset <= size_ && static_cast<size_t>(nbytes) <= size_ - offset, AllocationError,
-           "arena of ", size_, " bytes has ", size_ - std::min(offset, size_), " bytes free at alignment ",
-           alignment, "; asked for ", nbytes);
+  RE_CHECK(offset <= size_ && static_cast<size_t>(nbytes) <= size_ - offset, AllocationError, "arena of ", size_,
+           " bytes has ", size_ - std::min(offset, size_), " bytes free at alignment ", alignment, "; asked for ",
+           nbytes);
   used_ = offset + static_cast<size_t>(nbytes);
   return offset;
 }
@@ -127,8 +126,7 @@ size_t HostArena::allocate(int64_t nbytes, int64_t alignment) {
 uint8_t* HostArena::at(int64_t offset, int64_t nbytes) const {
   RE_CHECK(offset >= 0 && nbytes >= 0 && static_cast<size_t>(offset) <= size_ &&
                static_cast<size_t>(nbytes) <= size_ - static_cast<size_t>(offset),
-           InvalidArgument, "range [", offset, ", ", offset + nbytes, ") is outside the arena of ", size_,
-           " bytes");
+           InvalidArgument, "range [", offset, ", ", offset + nbytes, ") is outside the arena of ", size_, " bytes");
   return data_ + offset;
 }
 

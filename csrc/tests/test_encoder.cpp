@@ -94,7 +94,7 @@ TEST(Encoder, StashesAnErrorAndRaisesItOnceAtTheNextCall) {
   EXPECT_EQ(ring->stats().counters.encode_errors.load(), 1u);
   EXPECT_EQ(ring->stats().counters.frames_encoded.load(), 3u);
   EXPECT_NO_THROW(encoder.check());  // raised once, then cleared
-  write_value(*ring, 2);  // fails again on the encoder thread; the consumer's next call raises it
+  write_value(*ring, 2);             // fails again on the encoder thread; the consumer's next call raises it
   ASSERT_TRUE(ring->wait_idle(5'000'000'000));
   EXPECT_THROW(encoder.queue()->try_pop(), EncodeError);
   EXPECT_EQ(ring->stats().counters.encode_errors.load(), 2u);
