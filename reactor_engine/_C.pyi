@@ -1,8 +1,10 @@
 """Type stubs of the native core ``reactor_engine._C`` (checked against the module by tests/test_stubs.py)."""
 
-from collections.abc import Buffer
-from types import CapsuleType, TracebackType
+import sys
+from types import TracebackType
 from typing import Any
+
+from typing_extensions import Buffer, CapsuleType
 
 __version__: str
 
@@ -10,7 +12,7 @@ def now_ns() -> int:
     """Nanoseconds on the core's steady clock (the same clock as ``time.monotonic_ns``)."""
 
 def build_info() -> dict[str, str]:
-    """Features this module was built with: ``cuda``, ``cuda_archs``, ``jpeg``, ``compiler``, ``build_type``."""
+    """Build features: ``cuda``, ``cuda_reason``, ``cuda_archs``, ``jpeg``, ``compiler``, ``build_type``."""
 
 def cuda_status() -> str:
     """``"available: <device>"`` or ``"unavailable: <reason>"``, found at run time."""
@@ -63,7 +65,9 @@ class FrameSlot:
         """True when the ring was full under ``drop_newest``: the commit will count a drop."""
     @property
     def t_acquire_ns(self) -> int: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+
     def __dlpack__(
         self,
         *,
@@ -146,7 +150,9 @@ class Packet:
     def released(self) -> bool: ...
     def tobytes(self) -> bytes: ...
     def release(self) -> None: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> memoryview: ...
+
     def __len__(self) -> int: ...
     def __enter__(self) -> Packet: ...
     def __exit__(
@@ -198,3 +204,36 @@ class Encoder:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+class CudaConverter:
+    """Converts a CUDA frame into packed RGB24 in host memory, on its own stream; no allocation per call.
+
+    Floats map to bytes as ``(x + offset) * scale`` in float32 (``"0_1"``: 0, 255; ``"-1_1"``: 1, 127.5),
+    then NaN → 0, clamp to [0, 255], round half to even. ``CudaError`` on construction where CUDA is
+    unavailable (the message says why; see ``cuda_status()``).
+    """
+
+    def __init__(self, max_width: int, max_height: int) -> None: ...
+    @property
+    def max_width(self) -> int: ...
+    @property
+    def max_height(self) -> int: ...
+    def convert(
+        self,
+        src_ptr: int,
+        dtype: str,
+        layout: str,
+        value_range: str,
+        width: int,
+        height: int,
+        dst: Buffer,
+        stream: int = 0,
+    ) -> None:
+        """Converts the C-contiguous 3-channel frame at device address ``src_ptr`` into ``dst``.
+
+        ``dtype``: ``"uint8"``, ``"float16"``, ``"float32"``; ``layout``: ``"hwc"``, ``"chw"``;
+        ``value_range``: ``"0_255"`` (uint8), ``"0_1"`` or ``"-1_1"`` (floats). ``dst``: a writable
+        uint8 buffer of at least ``width * height * 3`` bytes (shape ``(height, width, 3)`` if 3-D).
+        Work starts after what is queued on ``stream`` (a ``cudaStream_t``; 0: the default stream);
+        returns once ``dst`` holds the frame. Releases the GIL meanwhile.
+        """

@@ -47,7 +47,10 @@ def test_every_error_roots_at_reactor_error_with_its_builtin_base():
         (lambda: _C.FrameRing(4, 64, 64, "newest"), "expected 'block', 'drop_oldest' or 'drop_newest'"),
         (lambda: _C.Encoder(_C.FrameRing(2, 8, 8), codec="png"), "expected 'raw', 'i420' or 'jpeg'"),
         (lambda: _C.Encoder(_C.FrameRing(2, 8, 8), quality=0), "between 1 and 100, got 0"),
-        (lambda: _C.Encoder(_C.FrameRing(2, 8, 8), subsampling="411"), "expected '444', '422', '420' or 'gray'"),
+        (
+            lambda: _C.Encoder(_C.FrameRing(2, 8, 8), subsampling="411"),
+            "expected '444', '422', '420' or 'gray'",
+        ),
         (lambda: _C.Encoder(_C.FrameRing(2, 8, 8), queue_capacity=0), "between 1 and 4096, got 0"),
         (lambda: _C.FrameRing(2, 8, 8).acquire(8, 8, timeout=-1.0), "timeout must be None or >= 0"),
     ],
@@ -90,7 +93,7 @@ def test_commit_of_a_slot_not_acquired_is_a_state_error():
         memoryview(slot)
     aborted = ring.acquire(8, 8)
     ring.abort(aborted)
-    with pytest.raises(errors.StateError, match="cannot commit slot .*: it is not acquired"):
+    with pytest.raises(errors.StateError, match=r"cannot commit slot .*: it is not acquired"):
         ring.commit(aborted)
     assert ring.stats()["frames_aborted"] == 1
 
@@ -99,7 +102,7 @@ def test_full_ring_under_block_times_out_as_a_timeout_error():
     ring = _C.FrameRing(2, 8, 8, "block")
     ring.write(np.zeros((8, 8, 3), np.uint8))
     ring.write(np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(TimeoutError, match="no free frame slot within .* policy block") as info:
+    with pytest.raises(TimeoutError, match=r"no free frame slot within .* policy block") as info:
         ring.write(np.zeros((8, 8, 3), np.uint8), timeout=0.01)
     assert isinstance(info.value, errors.ReactorTimeoutError)
     assert ring.stats()["block_timeouts"] == 1
@@ -139,7 +142,11 @@ def test_use_after_close_is_a_closed_error():
 
 def test_arena_views_are_bounded_and_outlive_close():
     arena = _C.HostArena(8192, lock=False, cuda_register=False, hugepages=False)
-    assert (arena.pinning, arena.cuda, arena.hugepages) == ("none: locking not requested", "disabled", "disabled")
+    assert (arena.pinning, arena.cuda, arena.hugepages) == (
+        "none: locking not requested",
+        "disabled",
+        "disabled",
+    )
     offset = arena.allocate(100, alignment=256)
     view = arena.view(offset, 100)
     view[:4] = b"abcd"
