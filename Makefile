@@ -3,7 +3,7 @@ PY := .venv/bin/python
 JOBS ?= 2
 NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD_TESTS=ON -DREACTOR_ENGINE_CUDA=OFF
 
-.PHONY: setup test test-native test-asan test-python lint format bench clean
+.PHONY: setup demo test test-native test-asan test-cuda-off test-python lint format bench clean
 
 setup:
 	scripts/setup.sh
@@ -22,6 +22,13 @@ test-asan:
 	cmake --build build/asan -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build/asan --output-on-failure -j $(JOBS)
+
+# The CPU-only module (REACTOR_ENGINE_CUDA=OFF) builds and imports, whatever the default build chose.
+test-cuda-off:
+	cmake -S . -B build/cuda-off -G Ninja -DREACTOR_ENGINE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
+	  -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
+	cmake --build build/cuda-off -j $(JOBS)
+	$(PY) scripts/import_built_module.py build/cuda-off OFF
 
 test-python:
 	$(PY) -m pytest
