@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from reactor_engine.commands import command
+from reactor_engine.config import EngineConfig, load_config
+from reactor_engine.context import ReactorContext, SessionContext, get_ctx
+from reactor_engine.engine import Engine
 from reactor_engine.errors import (
     AllocationError,
     ClosedError,
@@ -19,6 +23,9 @@ from reactor_engine.errors import (
     StateError,
     WeightsError,
 )
+from reactor_engine.model import VideoModel, get_weights_path, load_model_class, model
+from reactor_engine.session import Session
+from reactor_engine.tracks import Track, VideoOut, VideoTrack
 
 __version__ = "0.1.0"
 
@@ -29,14 +36,29 @@ __all__ = [
     "ConfigError",
     "CudaError",
     "EncodeError",
+    "Engine",
     "EngineBusy",
+    "EngineConfig",
     "FrameError",
     "InvalidArgumentError",
     "ModelError",
     "NoActiveSession",
+    "ReactorContext",
     "ReactorError",
     "ReactorTimeoutError",
+    "Session",
+    "SessionContext",
     "StateError",
+    "Track",
+    "VideoModel",
+    "VideoOut",
+    "VideoTrack",
     "WeightsError",
     "__version__",
+    "command",
+    "get_ctx",
+    "get_weights_path",
+    "load_config",
+    "load_model_class",
+    "model",
 ]

@@ -1,0 +1,262 @@
+"""``@command``: model commands, their strict pydantic validation, JSON Schema and the per-session queue.
+
+A command is declared on a model method. Its parameters become a pydantic model at decoration time
+(strict: no ``"yes"`` → ``True``, no ``True`` → ``1``; unknown keys rejected). Commands belong to their
+model class: ``@model`` collects them from the class and its bases, so no process-global registry
+exists and a helper module cannot leak commands into another model's capabilities.
+
+Threads: ``validate`` runs on the caller's thread (the host, a web loop), so a bad request fails there
+at once; the handler itself runs only on the session thread, when the model reaches a poll point
+(``should_stop()``, ``emit``, ``ctx.wait()``) and ``CommandQueue.apply_pending`` drains the queue.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import re
+import threading
+import typing
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pydantic
+from pydantic import ConfigDict, ValidationError
+
+from reactor_engine.errors import CommandError, ModelError
+
+__all__ = [
+    "CommandQueue",
+    "CommandSpec",
+    "collect_commands",
+    "command",
+]
+
+_log = logging.getLogger("reactor_engine.commands")
+
+_COMMAND_ATTR = "__reactor_command__"
+_NAME_RULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# Names the runtimes answer themselves (seed-era control messages); a model may not take them.
+RESERVED_NAMES = frozenset({"requestCapabilities", "ping"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command of a model class: its name, handler and the pydantic model of its arguments."""
+
+    name: str
+    description: str
+    handler: Callable[..., Any]
+    arguments: type[pydantic.BaseModel]
+
+    def validate(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Check ``data`` strictly against the parameters; raise ``CommandError`` naming each problem."""
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise CommandError(
+                f"command '{self.name}' takes an object of arguments; got {type(data).__name__}"
+            )
+        try:
+            parsed = self.arguments.model_validate(dict(data))
+        except ValidationError as exc:
+            raise CommandError(f"invalid arguments for command '{self.name}': {_describe(exc)}") from None
+        return {key: getattr(parsed, key) for key in type(parsed).model_fields}
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments object (``additionalProperties: false``)."""
+        schema = self.arguments.model_json_schema()
+        schema["title"] = self.name
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+    def seed_schema(self) -> dict[str, Any]:
+        """The seed-era (1.x) simplified schema: each property without ``title``, plus ``required``."""
+        schema = self.arguments.model_json_schema()
+        required = set(schema.get("required", []))
+        simplified: dict[str, Any] = {}
+        for key, prop in schema.get("properties", {}).items():
+            entry = {k: v for k, v in prop.items() if k != "title"}
+            if key in required:
+                entry["required"] = True
+            simplified[key] = entry
+        return simplified
+
+    def describe(self) -> dict[str, Any]:
+        """The 1.7.5 ``commands()`` entry: ``{"name", "description", "schema"}``."""
+        return {"name": self.name, "description": self.description, "schema": self.seed_schema()}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "(arguments)"
+        got = error.get("input")
+        if error["type"] == "missing":
+            parts.append(f"'{where}' is required")
+        elif error["type"] == "extra_forbidden":
+            parts.append(f"'{where}' is not a parameter")
+        else:
+            parts.append(f"'{where}': {error['msg']} (got {got!r})")
+    return "; ".join(parts)
+
+
+def command(name: str, description: str = "") -> Callable[[F], F]:
+    """Declare a model method as a command clients can send, e.g. ``@command("set_prompt")``.
+
+    Parameters come from the method's type hints (``str, int, float, bool, Literal[...]``,
+    ``Optional[...]``, defaults, ``pydantic.Field(ge=, le=, description=)``). A parameter without a
+    default is required. Raises ``TypeError`` here, at decoration, for a bad name or a parameter
+    without a type hint.
+    """
+    if not isinstance(name, str) or not _NAME_RULE.match(name):
+        raise ModelError(
+            f"command name {name!r} is not valid; use letters, digits, '_' or '-', starting with a letter"
+        )
+    if name in RESERVED_NAMES:
+        raise ModelError(f"command name {name!r} is reserved for the runtime; choose another name")
+    if not isinstance(description, str):
+        raise ModelError(f"command description must be a str; got {type(description).__name__}")
+
+    def decorate(func: F) -> F:
+        if not callable(func) or isinstance(func, (staticmethod, classmethod)):
+            raise ModelError(f"@command({name!r}) decorates a plain method; got {func!r}")
+        arguments = _arguments_model(name, func)
+        setattr(func, _COMMAND_ATTR, CommandSpec(name, description, func, arguments))
+        return func
+
+    return decorate
+
+
+def _arguments_model(name: str, func: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    signature = inspect.signature(func)
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:  # a hint naming something that cannot be resolved
+        raise ModelError(
+            f"command {name!r}: cannot resolve the type hints of {func.__qualname__}: {exc}"
+        ) from exc
+    fields: dict[str, Any] = {}
+    params = list(signature.parameters.values())
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ModelError(f"command {name!r}: *args / **kwargs are not supported ({param})")
+        if param.name not in hints:
+            raise ModelError(
+                f"command {name!r}: parameter '{param.name}' needs a type hint "
+                f"(str, int, float, bool, Literal)"
+            )
+        # A pydantic ``Field(...)`` default carries its own constraints and is passed through as-is.
+        default: Any = ... if param.default is param.empty else param.default
+        fields[param.name] = (hints[param.name], default)
+    model_name = "".join(part.title() for part in re.split(r"[_\-]", name)) + "Command"
+    try:
+        return pydantic.create_model(
+            model_name,
+            __config__=ConfigDict(strict=True, extra="forbid", validate_default=True),
+            **fields,
+        )
+    except (pydantic.PydanticSchemaGenerationError, TypeError, ValidationError) as exc:
+        raise ModelError(f"command {name!r}: unsupported parameters: {exc}") from exc
+
+
+def collect_commands(cls: type) -> dict[str, CommandSpec]:
+    """The commands of a model class and its bases; a subclass's method overrides its base's."""
+    found: dict[str, CommandSpec] = {}
+    for klass in reversed(cls.__mro__):
+        local: dict[str, str] = {}
+        for attr, value in vars(klass).items():
+            spec = getattr(value, _COMMAND_ATTR, None)
+            if not isinstance(spec, CommandSpec):
+                continue
+            if spec.name in local:
+                raise ModelError(
+                    f"{klass.__qualname__} declares command {spec.name!r} twice "
+                    f"(methods '{local[spec.name]}' and '{attr}')"
+                )
+            local[spec.name] = attr
+            found[spec.name] = spec
+    return found
+
+
+@dataclass
+class _PendingCommand:
+    spec: CommandSpec
+    arguments: dict[str, Any]
+    reply: Future[Any]
+
+
+class CommandQueue:
+    """The commands of one session, queued by any thread and applied on the session thread.
+
+    Created per session, so nothing sent in one session reaches the next; ``close()`` fails what is
+    left with a ``CommandError`` instead of dropping it silently.
+    """
+
+    def __init__(self, commands: Mapping[str, CommandSpec], wake: Callable[[], None]) -> None:
+        self._commands = commands
+        self._queue: queue.SimpleQueue[_PendingCommand] = queue.SimpleQueue()
+        self._wake = wake
+        self._lock = threading.Lock()  # orders submit against close, so no command is left unanswered
+        self._closed = False
+
+    def submit(self, name: str, data: Mapping[str, Any] | None) -> Future[Any]:
+        """Validate on the caller's thread and queue; the future holds the handler's return value."""
+        spec = self._commands.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._commands)) or "none"
+            raise CommandError(f"unknown command {name!r}; this model takes: {known}")
+        arguments = spec.validate(data)
+        reply: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise CommandError(f"command {name!r} not applied: the session has ended")
+            self._queue.put(_PendingCommand(spec, arguments, reply))
+        self._wake()
+        return reply
+
+    def apply_pending(self, model: object) -> int:
+        """Run every queued handler on ``model``; called on the session thread only. Returns how many."""
+        applied = 0
+        while True:
+            try:
+                pending = self._queue.get_nowait()
+            except queue.Empty:
+                return applied
+            if not pending.reply.set_running_or_notify_cancel():
+                continue
+            try:
+                result = pending.spec.handler(model, **pending.arguments)
+            except CommandError as exc:  # raised on purpose by the author: its text is for the sender
+                pending.reply.set_exception(CommandError(f"command '{pending.spec.name}' failed: {exc}"))
+            except Exception as exc:
+                _log.exception("command %r raised", pending.spec.name)
+                # The handler's own text may hold internals (paths, tensors); the sender gets the kind.
+                pending.reply.set_exception(
+                    CommandError(
+                        f"command '{pending.spec.name}' failed: internal error ({type(exc).__name__})"
+                    )
+                )
+            else:
+                pending.reply.set_result(result)
+            applied += 1
+
+    def close(self, why: str) -> None:
+        """Refuse new commands and fail the queued ones with ``why``."""
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                pending = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if pending.reply.set_running_or_notify_cancel():
+                pending.reply.set_exception(CommandError(f"command '{pending.spec.name}' not applied: {why}"))

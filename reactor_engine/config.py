@@ -1,0 +1,294 @@
+"""Model and engine configuration: YAML files layered with OmegaConf, overrides type-checked.
+
+- Model config: the ``@model(config=...)`` file, then a ``-c FILE`` layered on top, then
+  ``--model.KEY=VALUE`` overrides parsed as YAML values and checked against the type of a key already
+  present (new keys are allowed: a model's schema is its own). The result is a ``DictConfig``.
+- Engine config: ``reactor_engine/configs/default.yaml`` shipped in the package, then
+  ``--engine.KEY=VALUE``; unknown keys and wrong types are errors. The result is an ``EngineConfig``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml  # type: ignore[import-untyped, unused-ignore]  # types-PyYAML is optional
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reactor_engine.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_ENGINE_CONFIG",
+    "CliOverrides",
+    "EngineConfig",
+    "load_config",
+    "load_engine_config",
+    "load_model_config",
+    "split_cli_overrides",
+]
+
+_log = logging.getLogger("reactor_engine.config")
+
+DEFAULT_ENGINE_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+Overrides = Mapping[str, Any] | Sequence[str] | None
+_ABSENT = object()
+
+
+class EngineConfig(BaseModel):
+    """The engine's settings; see ``configs/default.yaml`` for what each one does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_width: int = Field(ge=2, le=16384)
+    max_height: int = Field(ge=2, le=16384)
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    ring_slots: int = Field(ge=2, le=256)
+    ring_policy: Literal["block", "drop_oldest", "drop_newest"]
+    emit_timeout: float = Field(gt=0)
+    codec: Literal["jpeg", "raw", "i420"]
+    quality: int = Field(ge=1, le=100)
+    subsampling: Literal["420", "422", "444", "gray"]
+    packet_queue: int = Field(ge=1, le=1024)
+    fps: float = Field(ge=0)
+    stop_grace: float = Field(gt=0)
+    max_session_duration: float = Field(ge=0)
+    flush_timeout: float = Field(gt=0)
+    message_queue: int = Field(ge=1)
+    orphan_timeout: float = Field(ge=0)
+    weights_dir: str | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.width > self.max_width or self.height > self.max_height:
+            raise ConfigError(
+                f"engine config: width x height {self.width}x{self.height} exceeds "
+                f"max_width x max_height {self.max_width}x{self.max_height}"
+            )
+
+
+@dataclass
+class CliOverrides:
+    """Command-line arguments split into ``--model.*`` and ``--engine.*`` overrides and the rest."""
+
+    model: list[str] = field(default_factory=list)
+    engine: list[str] = field(default_factory=list)
+    rest: list[str] = field(default_factory=list)
+
+
+def split_cli_overrides(argv: Sequence[str]) -> CliOverrides:
+    """Take ``--model.KEY=VALUE`` and ``--engine.KEY=VALUE`` out of ``argv`` (as ``KEY=VALUE``).
+
+    The space form ``--model.fps 60`` is an error, not ``fps=None`` as in the seed-era CLI.
+    """
+    out = CliOverrides()
+    for arg in argv:
+        for prefix, bucket in (("--model.", out.model), ("--engine.", out.engine)):
+            if arg.startswith(prefix):
+                key, eq, value = arg[len(prefix) :].partition("=")
+                if not eq:
+                    raise ConfigError(
+                        f"{arg} needs a value: write {prefix}{key}=VALUE "
+                        f"(the space form '{prefix}{key} VALUE' is not accepted)"
+                    )
+                if not key:
+                    raise ConfigError(f"{arg} names no key: write {prefix}KEY=VALUE")
+                bucket.append(f"{key}={value}")
+                break
+        else:
+            out.rest.append(arg)
+    return out
+
+
+# -- model config ------------------------------------------------------------------------------------
+
+
+def load_model_config(
+    config_path: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Overrides = None,
+) -> DictConfig:
+    """Layer the decorator's file, a ``-c`` file and overrides into the ``DictConfig`` a model gets."""
+    config = OmegaConf.create({})
+    if config_path is not None:
+        config = _load_yaml(Path(config_path), "the model's @model(config=...) file")
+    if config_file is not None:
+        config = _merge(config, _load_yaml(Path(config_file), "the -c config file"))
+    return apply_overrides(config, overrides, section="model", allow_new_keys=True)
+
+
+def load_config(
+    model: Any = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Overrides = None,
+) -> DictConfig:
+    """The model config of ``model`` (a ``@model`` class or a discovery target) as it would receive it."""
+    config_path = None
+    if model is not None:
+        from reactor_engine.model import load_model_class, model_spec
+
+        config_path = model_spec(load_model_class(model)).config_path
+    return load_model_config(config_path, config_file, overrides)
+
+
+def _load_yaml(path: Path, what: str) -> DictConfig:
+    path = path.expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        loaded = OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError, OSError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    if isinstance(loaded, ListConfig):
+        raise ConfigError(f"{what} {path} holds a list; expected a mapping of KEY: VALUE")
+    return loaded
+
+
+def _merge(base: DictConfig, layer: DictConfig) -> DictConfig:
+    merged = OmegaConf.merge(base, layer)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+# -- overrides ---------------------------------------------------------------------------------------
+
+
+def apply_overrides(
+    config: DictConfig, overrides: Overrides, *, section: str, allow_new_keys: bool
+) -> DictConfig:
+    """Set each override on ``config``, checked against the type of the value it replaces.
+
+    ``overrides`` is ``["KEY=VALUE", ...]`` (values parsed as YAML, keys dotted for nesting) or a
+    mapping (nested mappings or dotted keys). ``section`` (``model``/``engine``) names the flag in errors.
+    """
+    if overrides is None:
+        return config
+    items: list[tuple[str, Any, str | None]] = []
+    if isinstance(overrides, Mapping):
+        for key, value in _flatten(overrides):
+            items.append((key, value, None))
+    elif isinstance(overrides, (str, bytes)):
+        raise ConfigError(
+            f"{section} overrides must be a list of 'KEY=VALUE' strings or a mapping; got a str"
+        )
+    else:
+        for entry in overrides:
+            key, eq, text = str(entry).partition("=")
+            if not eq or not key:
+                raise ConfigError(f"--{section}.{entry} is not KEY=VALUE")
+            items.append((key, _parse_value(section, key, text), text))
+    return _apply(config, items, section, allow_new_keys)
+
+
+def _apply(
+    config: DictConfig, items: list[tuple[str, Any, str | None]], section: str, allow_new_keys: bool
+) -> DictConfig:
+    config = config.copy()
+    for key, value, text in items:
+        flag = f"--{section}.{key}={text}" if text is not None else f"{section} config {key!r}"
+        current = OmegaConf.select(config, key, default=_ABSENT, throw_on_missing=False)
+        if current is _ABSENT:
+            if not allow_new_keys:
+                known = ", ".join(str(k) for k in config)
+                raise ConfigError(f"{flag}: unknown {section} setting {key!r}; known settings: {known}")
+            if len(config) > 0:
+                _log.warning("%s sets %r, which the %s config file does not have", flag, key, section)
+        else:
+            value = _checked(flag, key, current, value, text)
+        try:
+            OmegaConf.update(config, key, value, merge=True, force_add=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{flag}: {exc}") from exc
+    return config
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_flatten(value, dotted + "."))
+        else:
+            out.append((dotted, value))
+    return out
+
+
+# YAML 1.1 (PyYAML) reads "1e-3" as a string; OmegaConf, and so the seed-era CLI, reads it as a float.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _parse_value(section: str, key: str, text: str) -> Any:
+    if _EXPONENT_FLOAT.match(text.strip()):
+        return float(text)
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--{section}.{key}={text}: not a YAML value ({exc})") from None
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, (DictConfig, Mapping)):
+        return "mapping"
+    if isinstance(value, (ListConfig, list, tuple)):
+        return "list"
+    return type(value).__name__
+
+
+def _checked(flag: str, key: str, current: Any, value: Any, text: str | None) -> Any:
+    """``value`` converted to ``current``'s type where that is lossless; ``ConfigError`` otherwise."""
+    if current is None or value is None:
+        return value
+    ok: bool
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif isinstance(current, str):
+        if text is not None and not isinstance(value, str) and not isinstance(value, (list, dict)):
+            value = text  # a str setting given 123 on the command line means the text "123"
+        ok = isinstance(value, str)
+    elif isinstance(current, (ListConfig, list)):
+        ok = isinstance(value, (list, tuple, ListConfig))
+    elif isinstance(current, (DictConfig, Mapping)):
+        ok = isinstance(value, (Mapping, DictConfig))
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(
+            f"{flag}: {key!r} is {_type_name(current)} (currently {current!r}); "
+            f"got {value!r} ({_type_name(value)})"
+        )
+    return value
+
+
+# -- engine config -----------------------------------------------------------------------------------
+
+
+def load_engine_config(overrides: Overrides | EngineConfig = None) -> EngineConfig:
+    """The shipped engine defaults with ``overrides`` applied; unknown keys and bad values are errors."""
+    if isinstance(overrides, EngineConfig):
+        return overrides
+    base = _load_yaml(DEFAULT_ENGINE_CONFIG, "the engine defaults")
+    config = apply_overrides(base, overrides, section="engine", allow_new_keys=False)
+    values = OmegaConf.to_container(config, resolve=True)
+    assert isinstance(values, dict)
+    try:
+        return EngineConfig.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"engine config: {problems}") from None

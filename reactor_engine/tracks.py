@@ -1,0 +1,365 @@
+"""Video tracks: ``VideoOut`` declares one on a model class; ``VideoTrack`` feeds its native ring.
+
+A ``VideoTrack`` lives as long as the engine and owns nothing per session but counters: its
+``FrameRing`` and ``Encoder`` are created once, when the engine loads (see ``engine.py``). ``emit`` and
+``frame()`` run on the session thread (or a thread the model started), hold the GIL only to validate,
+and hand the bytes to the core, which copies them with the GIL released (``FrameRing.write``) or lets
+the model write straight into a slot (``frame()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from reactor_engine.errors import FrameError, NoActiveSession, ReactorTimeoutError
+from reactor_engine.pacing import FramePacer, LatencyWindow
+
+if TYPE_CHECKING:
+    from reactor_engine import _C
+    from reactor_engine.context import SessionContext
+
+__all__ = ["Track", "VideoOut", "VideoTrack"]
+
+Frame = npt.NDArray[np.uint8]
+
+_log = logging.getLogger("reactor_engine.tracks")
+
+
+class VideoOut:
+    """Declares a video output track on a model class: ``main_video = VideoOut(default=True)``.
+
+    The track's name is the attribute's name. ``rate > 0`` fixes the emission rate (frames per
+    second) of this track; ``0`` uses the engine's ``fps`` setting. ``width``/``height`` set the size of
+    the black frame ``emit(None)`` sends before the first real frame (else the engine's default).
+    On a model instance run by an engine, ``self.<name>`` is the running ``VideoTrack``.
+    """
+
+    kind = "video"
+    direction = "recvonly"  # from the client's point of view, as in the seed-era capabilities
+
+    def __init__(
+        self, rate: float = 0.0, default: bool = False, width: int | None = None, height: int | None = None
+    ) -> None:
+        if rate < 0:
+            raise ValueError(f"VideoOut rate must be >= 0 frames per second (0 = engine default); got {rate}")
+        for label, value in (("width", width), ("height", height)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"VideoOut {label} must be a positive int; got {value!r}")
+        self.rate = float(rate)
+        self.default = default
+        self.width = width
+        self.height = height
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        running = getattr(instance, "__reactor_tracks__", {}).get(self.name)
+        return running if running is not None else self
+
+    def emit(self, frame: Any = None, bucket: int | None = None) -> None:
+        raise NoActiveSession(
+            f"track '{self.name}' is not attached to a running engine; start a session first"
+        )
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "kind": self.kind, "direction": self.direction}
+
+    def __repr__(self) -> str:
+        return f"VideoOut(name={self.name!r}, rate={self.rate}, default={self.default})"
+
+
+Track = VideoOut  # seed-era (1.7.5) name of the declaration type
+
+
+class VideoTrack:
+    """The running output track: validates frames and commits them, paced, into its ``FrameRing``."""
+
+    def __init__(
+        self,
+        name: str,
+        ring: _C.FrameRing,
+        encoder: _C.Encoder,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        emit_timeout: float,
+    ) -> None:
+        self.name = name
+        self.ring = ring
+        self.encoder = encoder
+        self.max_width = ring.max_width
+        self.max_height = ring.max_height
+        self._default_size = (height, width)
+        self._emit_timeout = emit_timeout
+        # Preallocated at engine start: emit(None) slices it, so a black frame costs no allocation.
+        self._black: Frame = np.zeros((self.max_height, self.max_width, 3), dtype=np.uint8)
+        self.pacer = FramePacer(fps)
+        self.emit_latency = LatencyWindow()
+        self._session: SessionContext | None = None
+        # The packet consumer side: only ``owner`` (the session now using this track) pops packets,
+        # under this lock, so claiming the track for a new session cannot race an old reader.
+        self.consumer_lock = threading.Lock()
+        self.owner: object | None = None
+        self._size = self._default_size
+        self._latest: Frame | None = None
+        self._converter: Any = None  # the core's CudaConverter, made on the first CUDA frame; False: none
+        self.frames_committed = 0
+        self.first_commit_ns = 0
+        self.first_pts_ns = 0
+        self.last_pts_ns = 0
+
+    @property
+    def width(self) -> int:
+        return self._size[1]
+
+    @property
+    def height(self) -> int:
+        return self._size[0]
+
+    # -- session binding (engine thread) ---------------------------------------------------------
+
+    def claim(self, owner: object, flush_timeout: float) -> None:
+        """Give the track to a new session, discarding every frame and packet of the previous one."""
+        with self.consumer_lock:
+            self.owner = owner
+            self.ring.reset()
+            self._release_packets()
+            try:
+                # A frame the encoder held while the packet pool was full is published now; drop it too.
+                self.encoder.flush(flush_timeout)
+            except ReactorTimeoutError:
+                _log.warning("track '%s': encoder did not drain within %s s", self.name, flush_timeout)
+            self._release_packets()
+
+    def _release_packets(self) -> None:
+        while (packet := self.encoder.queue.try_pop()) is not None:
+            packet.release()
+
+    def begin_session(self, ctx: SessionContext) -> None:
+        self._session = ctx
+        self._size = self._default_size
+        self._latest = None
+        self.pacer.reset()
+        self.emit_latency.reset()
+        self.frames_committed = 0
+        self.first_commit_ns = 0
+        self.first_pts_ns = 0
+        self.last_pts_ns = 0
+
+    def end_session(self) -> None:
+        self._session = None
+
+    # -- producer side (session thread) ----------------------------------------------------------
+
+    def emit(self, frame: Any = None, bucket: int | None = None) -> None:
+        """Send ``(H, W, 3)`` or ``(N, H, W, 3)`` uint8 RGB frames; ``None`` sends one black frame.
+
+        Takes numpy arrays, torch tensors (CPU or CUDA), and anything with ``__dlpack__`` or the buffer
+        protocol. A poll point: queued commands are applied first. ``bucket`` is accepted for seed-era
+        compatibility; each track here has its own ring, so no bucket has to wait for another track.
+        """
+        ctx = self._poll()
+        if bucket is not None and (not isinstance(bucket, int) or bucket < 0):
+            raise FrameError(f"bucket must be a non-negative int or None; got {bucket!r}")
+        if _is_cuda_tensor(frame) and self._emit_cuda(ctx, frame):
+            return
+        frames = self._black[: self.height, : self.width] if frame is None else self._as_frames(frame)
+        count = 1 if frames.ndim == 3 else frames.shape[0]
+        self.pacer.begin_batch(count)
+        for i in range(count):
+            # Any: numpy's stubs declare the buffer protocol only for Python >= 3.12.
+            one: Any = frames if frames.ndim == 3 else frames[i]
+            pts_ns, wait_ns = self.pacer.next_frame()
+            if wait_ns:
+                ctx._pace_wait(wait_ns)
+            started = time.monotonic_ns()
+            self.ring.write(one, None, pts_ns, self._emit_timeout)
+            self._committed(started, pts_ns)
+        self._size = (frames.shape[-3], frames.shape[-2])
+        self._latest = None if frame is None else (frames if frames.ndim == 3 else frames[-1])
+
+    @contextmanager
+    def frame(self, width: int | None = None, height: int | None = None) -> Iterator[Frame]:
+        """Write one frame in place: ``with track.frame() as buf: buf[...] = ...`` (zero-copy).
+
+        ``buf`` is a writable ``(height, width, 3)`` uint8 view of a ring slot (``torch.from_numpy(buf)``
+        shares it). The slot is committed when the block exits, aborted if it raises. ``buf`` must not
+        be used after the block. Such frames are not kept for ``latest()``.
+        """
+        ctx = self._poll()
+        height = self.height if height is None else height
+        width = self.width if width is None else width
+        self._check_size(height, width)
+        started = time.monotonic_ns()
+        slot = self.ring.acquire(width, height, self._emit_timeout)
+        try:
+            view: Frame = np.asarray(slot)
+            yield view
+        except BaseException:
+            self.ring.abort(slot)
+            raise
+        self.pacer.begin_batch(1)
+        pts_ns, wait_ns = self.pacer.next_frame()
+        if wait_ns:
+            ctx._pace_wait(wait_ns)
+        self.ring.commit(slot, None, pts_ns)
+        self._committed(started, pts_ns)
+        self._size = (height, width)
+        self._latest = None
+
+    def _emit_cuda(self, ctx: SessionContext, tensor: Any) -> bool:
+        """CUDA uint8 frames straight into ring slots through the core's converter; False without it."""
+        converter = self._cuda_converter()
+        if converter is None:
+            return False
+        self._check_frames(tuple(tensor.shape), str(tensor.dtype), tensor.dtype == sys.modules["torch"].uint8)
+        batch = tensor.detach() if tensor.dim() == 4 else tensor.detach()[None]
+        height, width = int(batch.shape[1]), int(batch.shape[2])
+        stream = sys.modules["torch"].cuda.current_stream(tensor.device).cuda_stream
+        self.pacer.begin_batch(int(batch.shape[0]))
+        for one in batch:
+            one = one.contiguous()
+            pts_ns, wait_ns = self.pacer.next_frame()
+            if wait_ns:
+                ctx._pace_wait(wait_ns)
+            started = time.monotonic_ns()
+            slot = self.ring.acquire(width, height, self._emit_timeout)
+            try:
+                converter.convert(one.data_ptr(), "uint8", "hwc", "0_255", width, height, slot, stream)
+            except BaseException:
+                self.ring.abort(slot)
+                raise
+            self.ring.commit(slot, None, pts_ns)
+            self._committed(started, pts_ns)
+        self._size = (height, width)
+        self._latest = None
+        return True
+
+    def _cuda_converter(self) -> Any:
+        if self._converter is None:
+            from reactor_engine import _C
+
+            available = hasattr(_C, "CudaConverter") and _C.cuda_status().startswith("available")
+            self._converter = _C.CudaConverter(self.max_width, self.max_height) if available else False
+        return self._converter or None
+
+    def latest(self) -> Frame | None:
+        """The last frame passed to ``emit`` in this session (a reference, not a copy), else ``None``."""
+        return self._latest
+
+    def _poll(self) -> SessionContext:
+        from reactor_engine.context import get_ctx
+
+        ctx = get_ctx()
+        if ctx is not self._session:
+            raise NoActiveSession(
+                f"track '{self.name}' is not part of session {ctx.session_id}; it was ended or never started"
+            )
+        ctx._poll()
+        return ctx
+
+    def _committed(self, started_ns: int, pts_ns: int) -> None:
+        now = time.monotonic_ns()
+        self.emit_latency.record(now - started_ns)
+        if self.frames_committed == 0:
+            self.first_commit_ns = now
+            self.first_pts_ns = pts_ns
+        self.last_pts_ns = pts_ns
+        self.frames_committed += 1
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def _takes(self) -> str:
+        return f"track '{self.name}' takes (H, W, 3) or (N, H, W, 3) uint8 RGB"
+
+    def _check_size(self, height: int, width: int) -> None:
+        if height <= 0 or width <= 0:
+            raise FrameError(f"frame is {width}x{height}; {self._takes()} with H, W >= 1")
+        if width > self.max_width or height > self.max_height:
+            raise FrameError(
+                f"frame is {width}x{height} (WxH); track '{self.name}' takes at most "
+                f"{self.max_width}x{self.max_height} (raise --engine.max_width / --engine.max_height)"
+            )
+
+    def _as_frames(self, frame: Any) -> Frame:
+        array = self._to_numpy(frame)
+        self._check_frames(tuple(array.shape), str(array.dtype), array.dtype == np.uint8)
+        return array
+
+    def _check_frames(self, shape: tuple[int, ...], dtype: str, is_uint8: bool) -> None:
+        if len(shape) not in (3, 4):
+            raise FrameError(f"frame has shape {shape}; {self._takes()}")
+        if shape[-1] != 3:
+            hint = ""
+            if shape[-1] == 4:
+                hint = " (drop the alpha channel: frame[..., :3])"
+            elif shape[-3] == 3:
+                hint = " (it looks channel-first; permute to channel-last)"
+            raise FrameError(f"frame has shape {shape}; {self._takes()}{hint}")
+        if not is_uint8:
+            convert = (
+                "(x * 255).clamp(0, 255).to(torch.uint8)"
+                if dtype.startswith("torch.")
+                else ("(x * 255).clip(0, 255).astype(uint8)")
+            )
+            raise FrameError(
+                f"frame has dtype {dtype}; {self._takes()} with values 0-255 "
+                f"(convert floats in [0, 1] with {convert})"
+            )
+        if len(shape) == 4 and shape[0] == 0:
+            raise FrameError(f"frame batch has shape {shape}: no frames; {self._takes()}")
+        self._check_size(shape[-3], shape[-2])
+
+    def _to_numpy(self, frame: Any) -> npt.NDArray[Any]:
+        if isinstance(frame, np.ndarray):
+            return frame
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(frame, torch.Tensor):
+            if frame.dtype != torch.uint8:
+                self._check_frames(tuple(frame.shape), str(frame.dtype), False)
+            return _torch_to_numpy(frame)
+        if hasattr(frame, "__dlpack__"):
+            try:
+                return np.from_dlpack(frame)
+            except (BufferError, RuntimeError, TypeError) as exc:
+                raise FrameError(
+                    f"cannot read a {type(frame).__name__} frame through DLPack ({exc}); "
+                    f"{self._takes()} in host memory"
+                ) from None
+        try:
+            view = memoryview(frame)
+        except TypeError:
+            raise FrameError(
+                f"frame is a {type(frame).__name__}; {self._takes()} as a numpy array, a torch tensor, "
+                f"or an object with __dlpack__ or the buffer protocol"
+            ) from None
+        return np.asarray(view)
+
+
+def _is_cuda_tensor(frame: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(frame, torch.Tensor) and frame.device.type == "cuda"
+
+
+def _torch_to_numpy(tensor: Any) -> npt.NDArray[Any]:
+    """A host view of a uint8 torch tensor (the caller has checked the dtype)."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        # Note: a blocking device->host copy, taken only where the core has no CUDA converter.
+        tensor = tensor.cpu()
+    array: npt.NDArray[Any] = tensor.numpy()
+    return array
