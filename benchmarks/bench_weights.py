@@ -4,14 +4,22 @@ Run on demand (not part of the test suite):
 
     .venv/bin/python -m pytest benchmarks/bench_weights.py -s --benchmark-columns=median,min,max,rounds
 
-One ~1.3 GiB transformer-shaped checkpoint is generated once per session (``REACTOR_BENCH_WEIGHTS_GIB``
-changes the size). Every loader is timed until its tensors are materialized in host memory, by the
-same ``touch`` (one read per 4 KiB page of every tensor): load_file maps the file lazily, so without
-it the mmap baseline would be timed before reading anything. Page cache: the ``warm`` cases read a
-file that is fully cached for every loader (the fixture reads it once first); the ``cold`` cases
-evict it before each round with ``posix_fadvise(DONTNEED)`` (this file only, no root-wide drop).
-Peak RSS is measured per loader in a fresh subprocess (VmHWM from /proc/self/status).
-The last test prints the p50 ratios and the machine; ``--benchmark-json`` keeps the numbers.
+One ~1.3 GiB DiT-shaped checkpoint is generated once per session (``REACTOR_BENCH_WEIGHTS_GIB``
+changes the size). Every case is timed until its tensors are in host memory, by the same ``touch``
+(one read per 4 KiB page of every tensor, cheap on memory that is already resident). The baselines:
+
+- ``load_file_mmap``: the default load_file. It maps the file lazily, so the touch is what faults the
+  pages in; its tensors are then the page cache itself (nothing copied, unpinned, evictable).
+- ``load_file_clone``: load_file's tensors cloned into private memory, the same kind of result as
+  ours (resident, owned by the process), minus the pinning.
+- ``load_file_pread``: load_file(backend="pread"), safetensors' own copying reader.
+
+Page cache: ``warm`` cases read a file fully cached for every loader (re-read before each round);
+``cold`` cases evict it before each round with ``posix_fadvise(DONTNEED)`` (this file only, no
+root-wide drop). On a GPU machine the ``to_cuda`` cases load straight to the GPU, synchronized.
+Peak RSS is measured per loader in a fresh subprocess (VmHWM from /proc/self/status), against the
+file size, both in total and above the process's VmHWM after imports (torch alone is ~0.25 GiB).
+The last test prints p50s, ratios and the machine; ``--benchmark-json`` keeps the numbers.
 """
 
 from __future__ import annotations
@@ -157,6 +165,30 @@ def test_load_warm(benchmark, checkpoint: Path, case: str) -> None:
 @pytest.mark.parametrize("case", ["ours_pinned", "load_file_mmap", "load_file_clone"])
 def test_load_cold(benchmark, checkpoint: Path, case: str) -> None:
     run_case(benchmark, checkpoint, case, "cold")
+
+
+CUDA_LOADERS: dict[str, Callable[[Path], dict[str, torch.Tensor]]] = {
+    "ours_to_cuda": lambda p: load_safetensors(p, device="cuda"),
+    "load_file_to_cuda": lambda p: safetensors_torch.load_file(p, device="cuda"),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torch.cuda.is_available())")
+@pytest.mark.parametrize("case", list(CUDA_LOADERS))
+def test_load_to_cuda_warm(benchmark, checkpoint: Path, case: str) -> None:
+    """Checkpoint to GPU memory, synchronized: where pinned host memory pays (DMA, no staging)."""
+    loader = CUDA_LOADERS[case]
+
+    def load() -> None:
+        tensors = loader(checkpoint)
+        torch.cuda.synchronize()
+        del tensors
+        torch.cuda.empty_cache()
+
+    benchmark.pedantic(load, setup=lambda: warm(checkpoint), rounds=ROUNDS, warmup_rounds=1)
+    MEDIANS[f"{case}/warm"] = benchmark.stats.stats.median
+    benchmark.extra_info["gb_per_s_p50"] = checkpoint.stat().st_size / benchmark.stats.stats.median / 1e9
 
 
 RSS_SCRIPT = """
