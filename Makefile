@@ -8,6 +8,10 @@ NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD
 setup:
 	scripts/setup.sh
 
+# The built-in demo model in the browser viewer: http://127.0.0.1:8080/
+demo: setup
+	.venv/bin/reactor-engine run
+
 test: setup test-native test-python
 
 # The native unit tests (ctest), in a debug build of the core alone.

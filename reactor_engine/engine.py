@@ -258,6 +258,16 @@ class Engine:
 
     # -- introspection ---------------------------------------------------------------------------
 
+    def asgi_app(self, **options: Any) -> Any:
+        """This engine's http runtime as an ASGI app a host can mount.
+
+        Options are those of ``runtimes.http.HttpOptions``. The host awaits
+        ``app.state.runtime.shutdown()`` before ``engine.close()``.
+        """
+        from reactor_engine.runtimes.http import asgi_app  # imported here: starlette only when asked
+
+        return asgi_app(self, **options)
+
     def capabilities(self) -> dict[str, Any]:
         """The seed-era capabilities of the model (tracks, commands, emission fps)."""
         return self.model_class.capabilities()

@@ -1,0 +1,456 @@
+"""The ``reactor-engine`` command: ``run``, ``init``, ``capabilities``, ``info`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import string
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from reactor_engine.config import CliOverrides, split_cli_overrides
+from reactor_engine.errors import ReactorError
+
+__all__ = ["DEMO_TARGET", "main"]
+
+_log = logging.getLogger("reactor_engine.cli")
+
+DEMO_TARGET = "reactor_engine.demo:DemoModel"
+SCAFFOLD_DIR = Path(__file__).resolve().parent / "scaffold"
+_NAME_RULE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+# -- logging -----------------------------------------------------------------------------------------
+
+
+class _TextFormatter(logging.Formatter):
+    """Plain lines, with ``session=<id>`` appended when the record carries a session id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        session_id = getattr(record, "session_id", None)
+        return f"{line} session={session_id}" if session_id else line
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts, level, logger, message`` and ``session_id`` when known."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        session_id = getattr(record, "session_id", None)
+        if session_id:
+            entry["session_id"] = session_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(verbose: bool = False, fmt: str = "text", stream: IO[str] | None = None) -> None:
+    """Log to stderr (``text`` or ``json``); ``verbose`` shows DEBUG records."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter(_TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("uvicorn.access", "websockets", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+# -- argument parsing --------------------------------------------------------------------------------
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0); got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number >= 0); got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535; got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535 (0: any free port); got {value}")
+    return value
+
+
+def _target_help(default: str) -> str:
+    return f"the model: a .py file, a folder, or module:Class (default: {default})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reactor-engine",
+        description="Serve real-time video models as live, interactive streams.",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="serve a model (http: a viewer at http://127.0.0.1:8080/; headless: to files)",
+        description=(
+            "Serve a model. Model settings: --model.KEY=VALUE (over its config file and -c FILE); "
+            "engine settings: --engine.KEY=VALUE (see reactor_engine/configs/default.yaml)."
+        ),
+        allow_abbrev=False,
+    )
+    run.add_argument("target", nargs="?", help=_target_help("the built-in demo"))
+    run.add_argument("--runtime", choices=("http", "headless"), default="http", help="default: http")
+    run.add_argument("-c", "--config", metavar="FILE", help="a YAML file layered over the model's config")
+    run.add_argument(
+        "--orphan-timeout",
+        type=_non_negative,
+        metavar="S",
+        help="stop a session after S s without a client (0: never; default: engine config, 30)",
+    )
+    run.add_argument(
+        "--max-session-duration",
+        type=_non_negative,
+        metavar="S",
+        help="stop a session after S s (0: no limit, the default)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logs and the HTTP access log")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("REACTOR_LOG_FORMAT", "text"),
+        help="log lines as text or JSON (default: $REACTOR_LOG_FORMAT or text)",
+    )
+    http = run.add_argument_group("http runtime")
+    http.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    http.add_argument("--port", type=_port, default=8080, help="port (default: 8080; 0: any free port)")
+    http.add_argument("--max-clients", type=_positive_int, default=8, help="clients per session (default: 8)")
+    headless = run.add_argument_group("headless runtime")
+    headless.add_argument("--output", metavar="DIR", help="folder for frames and stats.json (required)")
+    headless.add_argument("--frames", type=_positive_int, metavar="N", help="end the session after N frames")
+    headless.add_argument(
+        "--seconds", type=_non_negative, metavar="S", help="end the session after S seconds"
+    )
+    headless.add_argument(
+        "--commands",
+        metavar="FILE.jsonl",
+        help='commands to send: one {"type", "data", "at_frame" | "at_s"} per line',
+    )
+    headless.add_argument(
+        "--format",
+        choices=("jpeg", "mjpeg", "raw"),
+        default="jpeg",
+        help="jpeg: frame_NNNNNN.jpg files; mjpeg: one stream.mjpeg; raw: frames.rgb24",
+    )
+    run.set_defaults(handler=_run)  # fmt: skip
+
+    init = sub.add_parser("init", help="create a model project that runs with `reactor-engine run NAME`")
+    init.add_argument("name", help="folder to create; its name is the model name (e.g. my-model)")
+    init.set_defaults(handler=_init)
+
+    caps = sub.add_parser("capabilities", help="print a model's commands as JSON without instantiating it")
+    caps.add_argument("target", nargs="?", help=_target_help("the built-in demo"))
+    caps.set_defaults(handler=_capabilities)
+
+    info = sub.add_parser("info", help="print build features (CUDA, codecs, pinning) and GPU telemetry")
+    info.add_argument("--json", action="store_true", help="as JSON")
+    info.set_defaults(handler=_info)
+
+    bench = sub.add_parser("bench", help="run one in-process session and print its latency and fps")
+    bench.add_argument("target", nargs="?", help=_target_help("the built-in demo"))
+    bench.add_argument("--seconds", type=_non_negative, default=5.0, help="how long (default: 5)")
+    bench.add_argument("-c", "--config", metavar="FILE", help="a YAML file layered over the model's config")
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``reactor-engine``; returns the exit code (2 for a usage or config error)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        overrides = split_cli_overrides(args_in)
+    except ReactorError as exc:
+        parser.error(str(exc))
+    args = parser.parse_args(overrides.rest)
+    if (overrides.model or overrides.engine) and args.command not in ("run", "bench"):
+        parser.error(f"--model.* and --engine.* apply to run and bench, not {args.command}")
+    try:
+        code: int = args.handler(args, overrides)
+    except ReactorError as exc:
+        print(f"reactor-engine: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+# -- run ---------------------------------------------------------------------------------------------
+
+
+def _engine_overrides(args: argparse.Namespace, overrides: CliOverrides) -> list[str]:
+    engine = list(overrides.engine)
+    if getattr(args, "orphan_timeout", None) is not None:
+        engine.append(f"orphan_timeout={args.orphan_timeout}")
+    if getattr(args, "max_session_duration", None) is not None:
+        engine.append(f"max_session_duration={args.max_session_duration}")
+    return engine
+
+
+def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    configure_logging(args.verbose, args.log_format)
+    engine_overrides = _engine_overrides(args, overrides)
+    if args.runtime == "headless":
+        return _run_headless(args, overrides, engine_overrides)
+    if args.output or args.frames or args.seconds is not None or args.commands:
+        raise _usage("--output, --frames, --seconds and --commands belong to --runtime headless")
+    from reactor_engine.engine import Engine
+    from reactor_engine.runtimes.http import HttpOptions, serve
+
+    target = args.target or DEMO_TARGET
+    engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
+    _load_in_background(engine)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        _log.warning(
+            "binding %s: the server is reachable from other machines and has no authentication", args.host
+        )
+    try:
+        serve(
+            engine,
+            args.host,
+            args.port,
+            HttpOptions(max_clients=args.max_clients),
+            access_log=args.verbose,
+            on_started=lambda url: _log.info("serving model '%s': open %s", engine.name, url),
+        )
+    finally:
+        engine.close()
+    _log.info("stopped")
+    return 0
+
+
+def _load_in_background(engine: Any) -> None:
+    """Load the model on a thread so the server answers (``/health``: loading) meanwhile; log progress."""
+    started = time.monotonic()
+    _log.info("loading model '%s'...", engine.name)
+    engine.load(background=True)
+
+    def report() -> None:
+        while engine.wait_ready(10.0) == "loading":
+            _log.info("still loading model '%s' (%.0f s)", engine.name, time.monotonic() - started)
+        if engine.state == "error":
+            _log.error("model '%s' failed to load: %s", engine.name, engine.error)
+        else:
+            _log.info("model '%s' loaded in %.2f s", engine.name, time.monotonic() - started)
+
+    threading.Thread(target=report, name="reactor-load-progress", daemon=True).start()
+
+
+def _run_headless(args: argparse.Namespace, overrides: CliOverrides, engine_overrides: list[str]) -> int:
+    from reactor_engine.engine import Engine
+    from reactor_engine.runtimes.headless import FORMATS, HeadlessOptions, run_headless
+
+    if not args.output:
+        raise _usage("--runtime headless needs --output DIR")
+    if args.frames is not None and args.seconds is not None:
+        raise _usage("give --frames or --seconds, not both")
+    codec = FORMATS[args.format]
+    if not any(entry.startswith("codec=") for entry in engine_overrides):
+        engine_overrides.append(f"codec={codec}")
+    options = HeadlessOptions(
+        output=Path(args.output),
+        frames=args.frames,
+        seconds=args.seconds,
+        commands=Path(args.commands) if args.commands else None,
+        format=args.format,
+    )
+    if options.commands is not None:
+        from reactor_engine.runtimes.headless import load_script
+
+        load_script(options.commands)  # a bad script fails before the model loads
+    target = args.target or DEMO_TARGET
+    started = time.monotonic()
+    engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
+    _log.info("loading model '%s'...", engine.name)
+    engine.load()
+    _log.info("model '%s' loaded in %.2f s", engine.name, time.monotonic() - started)
+    try:
+        return run_headless(engine, options, sys.stdin, sys.stdout)
+    finally:
+        engine.close()
+
+
+class _UsageError(ReactorError, ValueError):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+# -- init --------------------------------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    folder = Path(args.name)
+    name = folder.name
+    if not _NAME_RULE.match(name):
+        raise _usage(
+            f"{name!r} is not a valid model name: use lowercase letters and digits in words joined by "
+            f"single hyphens, e.g. 'my-model'"
+        )
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise _usage(f"{folder} already exists and is not an empty folder; choose another name")
+    class_name = "".join(part.capitalize() for part in name.split("-"))
+    if not class_name[0].isalpha():
+        class_name = "Model" + class_name
+    values = {"name": name, "class_name": class_name, "folder": str(folder)}
+    folder.mkdir(parents=True, exist_ok=True)
+    for template in sorted(SCAFFOLD_DIR.glob("*.tmpl")):
+        text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
+        (folder / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")
+    print(f"Created {folder}/ with model '{name}' ({class_name} in {folder / 'model.py'}).")
+    print(f"Run it: reactor-engine run {folder}    (then open http://127.0.0.1:8080/)")
+    return 0
+
+
+# -- capabilities ------------------------------------------------------------------------------------
+
+
+def _capabilities(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    from reactor_engine.model import load_model_class, model_spec
+
+    cls = load_model_class(args.target or DEMO_TARGET)  # imports the module; the model is not instantiated
+    spec = model_spec(cls)
+    out = {"model": spec.name, "capabilities": cls.capabilities(), "schema": cls.command_schema()}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+# -- info --------------------------------------------------------------------------------------------
+
+
+def collect_info() -> dict[str, Any]:
+    """Version, native build features, run-time CUDA and pinning, and GPU telemetry."""
+    from importlib import metadata
+
+    from reactor_engine import _C, __version__
+    from reactor_engine.telemetry import gpu_telemetry
+
+    build = dict(_C.build_info())
+    try:
+        with _C.HostArena(1 << 20) as arena:  # what pinning this process achieves
+            pinning = {"pinning": arena.pinning, "cuda": arena.cuda, "hugepages": arena.hugepages}
+    except ReactorError as exc:
+        pinning = {"pinning": f"none: {exc}"}
+    packages: dict[str, str | None] = {}
+    for package in ("torch", "numpy", "starlette", "uvicorn", "nvidia-ml-py"):
+        try:
+            packages[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            packages[package] = None
+    return {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "build": build,
+        "cuda_runtime": _C.cuda_status(),
+        "host_memory": pinning,
+        "packages": packages,
+        "gpu": gpu_telemetry().as_dict(),
+    }
+
+
+def _info(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    info = collect_info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    build, gpu = info["build"], info["gpu"]
+    print(f"reactor-engine {info['version']} (Python {info['python']})")
+    print(f"native core: {build.get('build_type', '?')} build, compiler {build.get('compiler', '?')}")
+    print(f"  codecs: raw, i420, jpeg ({build.get('jpeg', 'unknown')})")
+    cuda = build.get("cuda", "?")
+    archs = f", archs {build['cuda_archs']}" if build.get("cuda_archs") else ""
+    print(
+        f"  cuda: built {cuda} ({build.get('cuda_reason', '')}{archs}); at run time: {info['cuda_runtime']}"
+    )
+    memory = info["host_memory"]
+    print(f"  host memory pinning: {memory.get('pinning')}; hugepages: {memory.get('hugepages', 'n/a')}")
+    print("packages: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in info["packages"].items()))
+    if gpu["available"]:
+        from reactor_engine.telemetry import gpu_telemetry
+
+        print(f"GPU (driver {gpu['driver_version']}):")
+        for line in gpu_telemetry().describe().splitlines():
+            print(f"  {line}")
+    else:
+        print(f"GPU: {gpu['unavailable']}")
+    return 0
+
+
+# -- bench -------------------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    from reactor_engine.engine import Engine
+
+    configure_logging(False, "text")
+    with Engine(
+        args.target or DEMO_TARGET, overrides.model, overrides.engine, config_file=args.config
+    ) as engine:
+        session = engine.session()
+        deadline = time.monotonic() + args.seconds
+        with session:
+            for packet in session.packets(timeout=10.0):
+                packet.release()
+                if time.monotonic() >= deadline:
+                    break
+        stats = session.stats()
+    track = stats["tracks"][next(iter(stats["tracks"]))]
+    print(
+        json.dumps(
+            {
+                "model": engine.name,
+                "seconds": args.seconds,
+                "frames": stats["frames"],
+                "fps": round(stats["fps"], 2),
+                "drops": stats["drops"],
+                "time_to_first_frame_ms": stats["time_to_first_frame_ms"],
+                "emit_ms": track["emit"],
+                "encode_ms": track["encode"],
+                "commit_to_packet_ms": track["commit_to_packet"],
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

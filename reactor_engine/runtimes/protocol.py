@@ -1,0 +1,96 @@
+"""The wire format of the http runtime, shared by the server and ``reactor_engine.client``.
+
+Written down for other clients in ``docs/protocol.md``. Binary WebSocket messages are one frame each:
+a fixed little-endian header (``FrameHeader``) followed by the encoded frame. Text messages are JSON.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "CODECS",
+    "CODEC_IDS",
+    "FRAME_MAGIC",
+    "HEADER_SIZE",
+    "PROTOCOL_VERSION",
+    "FrameHeader",
+    "error_body",
+]
+
+PROTOCOL_VERSION: Final = 1
+FRAME_MAGIC: Final = b"RFRM"
+
+# magic, version, codec, header_size, frame_index, width, height, payload_size, reserved,
+# then the native timestamps (ns, the server's steady clock): pts, acquire, commit, encode start,
+# encode end, publish, send.
+_HEADER = struct.Struct("<4sBBHQIIII7q")
+HEADER_SIZE: Final = _HEADER.size  # 88
+
+CODEC_IDS: Final = {"jpeg": 1, "raw": 2, "i420": 3}
+CODECS: Final = {value: key for key, value in CODEC_IDS.items()}
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """The header in front of every binary frame message."""
+
+    codec: str
+    frame_index: int
+    width: int
+    height: int
+    payload_size: int
+    pts_ns: int
+    t_acquire_ns: int
+    t_commit_ns: int
+    t_encode_start_ns: int
+    t_encode_end_ns: int
+    t_publish_ns: int
+    t_send_ns: int
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(
+            FRAME_MAGIC,
+            PROTOCOL_VERSION,
+            CODEC_IDS[self.codec],
+            HEADER_SIZE,
+            self.frame_index,
+            self.width,
+            self.height,
+            self.payload_size,
+            0,
+            self.pts_ns,
+            self.t_acquire_ns,
+            self.t_commit_ns,
+            self.t_encode_start_ns,
+            self.t_encode_end_ns,
+            self.t_publish_ns,
+            self.t_send_ns,
+        )
+
+    @classmethod
+    def unpack(cls, message: bytes | bytearray | memoryview) -> FrameHeader:
+        """Parse the header of a binary message; ``ValueError`` saying what is wrong."""
+        if len(message) < HEADER_SIZE:
+            raise ValueError(f"frame message has {len(message)} bytes; the header alone is {HEADER_SIZE}")
+        (magic, version, codec, header_size, index, width, height, size, _reserved, *times) = (
+            _HEADER.unpack_from(message)
+        )
+        if magic != FRAME_MAGIC:
+            raise ValueError(f"frame message starts with {bytes(magic)!r}; expected {FRAME_MAGIC!r}")
+        if version != PROTOCOL_VERSION:
+            raise ValueError(f"frame header version {version}; this client reads {PROTOCOL_VERSION}")
+        if codec not in CODECS:
+            raise ValueError(f"frame header codec id {codec}; known: {CODECS}")
+        if header_size != HEADER_SIZE or len(message) != header_size + size:
+            raise ValueError(
+                f"frame message has {len(message)} bytes; header says {header_size} + {size} payload"
+            )
+        return cls(CODECS[codec], index, width, height, size, *times)
+
+
+def error_body(code: str, message: str, **detail: Any) -> dict[str, Any]:
+    """The JSON of every error response and error message: ``{"error": {"code", "message", ...}}``."""
+    return {"error": {"code": code, "message": message, **detail}}

@@ -1,0 +1,112 @@
+"""The `reactor-engine` command: init, capabilities, info, and its argument errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reactor_engine.cli import main
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "reactor-engine"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "reactor_engine.cli"]
+    return subprocess.run(
+        [*command, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_init_scaffolds_a_project_that_runs_with_reactor_engine_run(tmp_path):
+    done = run_cli("init", "my-model", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "reactor-engine run my-model" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "my-model").iterdir()) == [
+        "README.md", "config.yaml", "model.py", "requirements.txt",
+    ]  # fmt: skip
+    caps = run_cli("capabilities", "my-model", cwd=tmp_path)
+    assert caps.returncode == 0, caps.stderr
+    assert json.loads(caps.stdout)["model"] == "my-model"
+    size = ("--model.width=32", "--model.height=24")
+    ran = run_cli(
+        "run", "my-model", "--runtime", "headless", "--output", "out", "--frames", "3", *size, cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert len(list((tmp_path / "out").glob("frame_*.jpg"))) == 3
+
+
+def test_init_refuses_an_invalid_name_and_an_existing_folder(tmp_path):
+    bad = run_cli("init", "My_Model", cwd=tmp_path)
+    assert bad.returncode == 2 and "not a valid model name" in bad.stderr and "my-model" in bad.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("x")
+    taken = run_cli("init", "taken", cwd=tmp_path)
+    assert taken.returncode == 2 and "already exists" in taken.stderr
+
+
+def test_capabilities_prints_the_schema_without_instantiating_the_model(tmp_path):
+    (tmp_path / "model.py").write_text(
+        "from typing import Literal\n"
+        "from reactor_engine import VideoModel, command, model\n"
+        "@model(name='no-init')\n"
+        "class NoInit(VideoModel):\n"
+        "    def __init__(self, config):\n"
+        "        raise RuntimeError('weights are not here')\n"
+        "    @command('pick', description='choose')\n"
+        "    def pick(self, choice: Literal['a', 'b']) -> None: ...\n"
+        "    def start_session(self): ...\n"
+    )
+    done = run_cli("capabilities", "model.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["model"] == "no-init"
+    assert out["schema"]["pick"]["properties"]["choice"]["enum"] == ["a", "b"]
+    assert [c["name"] for c in out["capabilities"]["commands"]] == ["pick"]
+
+
+def test_capabilities_of_the_builtin_demo_lists_its_controls(tmp_path):
+    done = run_cli("capabilities", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads(done.stdout)["schema"]
+    assert set(schema) == {"set_prompt", "move", "set_speed", "set_brightness", "pause", "reset"}
+
+
+def test_info_reports_build_features_and_gpu_telemetry_or_why_there_is_none(tmp_path):
+    done = run_cli("info", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "codecs: raw, i420, jpeg" in done.stdout and "host memory pinning:" in done.stdout
+    gpu_line = next(line for line in done.stdout.splitlines() if line.startswith("GPU"))
+    as_json = json.loads(run_cli("info", "--json", cwd=tmp_path).stdout)
+    if as_json["gpu"]["available"]:
+        assert as_json["gpu"]["devices"]
+    else:
+        assert gpu_line.startswith("GPU: no NVIDIA GPU: ")
+        assert as_json["gpu"]["unavailable"].startswith("no NVIDIA GPU: ")
+    assert as_json["build"]["jpeg"]
+
+
+def test_the_space_form_of_an_override_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--model.width", "32"])
+    assert exited.value.code == 2
+    assert "--model.width=VALUE" in capsys.readouterr().err
+
+
+def test_a_wrongly_typed_engine_override_names_the_setting(capsys, tmp_path):
+    assert main(["run", "--runtime", "headless", "--output", str(tmp_path), "--engine.ring_slots=many"]) == 2
+    err = capsys.readouterr().err
+    assert "ring_slots" in err and "many" in err
+
+
+def test_headless_flags_are_refused_for_the_http_runtime(capsys):
+    assert main(["run", "--frames", "3"]) == 2
+    assert "belong to --runtime headless" in capsys.readouterr().err
+
+
+def test_a_bad_port_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--port", "70000"])
+    assert "port number 0-65535" in capsys.readouterr().err
