@@ -93,6 +93,16 @@ class CommandSpec:
         return {"name": self.name, "description": self.description, "schema": self.seed_schema()}
 
 
+_SHOWN_INPUT_CHARS = 80  # an error echoes at most this much of a bad value back to the sender
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= _SHOWN_INPUT_CHARS:
+        return text
+    return f"{text[:_SHOWN_INPUT_CHARS]}... ({len(text)} characters)"
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
@@ -103,7 +113,7 @@ def _describe(exc: ValidationError) -> str:
         elif error["type"] == "extra_forbidden":
             parts.append(f"'{where}' is not a parameter")
         else:
-            parts.append(f"'{where}': {error['msg']} (got {got!r})")
+            parts.append(f"'{where}': {error['msg']} (got {_shown(got)})")
     return "; ".join(parts)
 
 

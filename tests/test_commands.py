@@ -234,3 +234,11 @@ def test_seed_era_send_dispatches_directly():
     assert instance.send("set_prompt", {"prompt": "x"}) == {"prompt": "x"}
     with pytest.raises(ValueError, match="Unknown command: nope"):
         instance.send("nope")
+
+
+def test_a_huge_bad_value_is_echoed_back_truncated():
+    with pytest.raises(CommandError) as info:
+        SPECS["set_steps"].validate({"steps": "x" * 50_000})
+    message = str(info.value)
+    assert "(50002 characters)" in message
+    assert len(message) < 300
