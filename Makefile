@@ -3,7 +3,7 @@ PY := .venv/bin/python
 JOBS ?= 2
 NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD_TESTS=ON -DREACTOR_ENGINE_CUDA=OFF
 
-.PHONY: setup demo test test-native test-asan test-cuda-off test-python lint format bench clean
+.PHONY: setup demo test test-native test-asan test-cuda-off test-python lint format bench bench-quick clean
 
 setup:
 	scripts/setup.sh
@@ -48,10 +48,13 @@ format:
 	$(PY) -m ruff check --fix reactor_engine tests benchmarks
 	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
-# Benchmarks: pytest-benchmark, JSON kept under benchmarks/results/.
+# Benchmarks: engine vs the pure-Python baseline in one run; JSON, Markdown table and PNG plot
+# in benchmarks/results/ (see benchmarks/README.md). bench-quick is CI's smoke run (~1 min).
 bench: setup
-	$(PY) -m pytest benchmarks -p no:cacheprovider --benchmark-only \
-	  --benchmark-json=benchmarks/results/core-$$(hostname)-$$(date +%Y%m%d).json
+	$(PY) benchmarks/run.py
+
+bench-quick: setup
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf build

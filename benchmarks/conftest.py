@@ -41,6 +41,28 @@ def report() -> Any:
     return record
 
 
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("reactor-engine benchmarks")
+    group.addoption(
+        "--quick",
+        action="store_true",
+        default=False,
+        help="short runs of the latency suite (benchmarks/run.py --quick; the CI smoke test)",
+    )
+    group.addoption(
+        "--malloc-probe",
+        action="store_true",
+        default=False,
+        help="count malloc calls per thread with perf uprobes (root and perf needed; else reported why not)",
+    )
+
+
+@pytest.fixture(scope="session")
+def quick(request: Any) -> bool:
+    """True in quick mode: every latency-suite figure runs for a fraction of its full time."""
+    return bool(request.config.getoption("--quick") or os.environ.get("REACTOR_BENCH_QUICK"))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not RESULTS and not RATIOS:
         return

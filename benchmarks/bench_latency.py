@@ -1,0 +1,349 @@
+"""Per-frame costs and streaming latency, engine beside the pure-Python baseline in the same run.
+
+Figures: copying emit (512x512, 1280x720) and the zero-copy acquire+commit; JPEG throughput against
+simplejpeg in one thread (the floor); the speed a pure-Python loop keeps while 720p streams at 30 fps;
+commit → packet and commit → receipt latency and delivery jitter at a fixed 30 fps, for a model that
+releases the GIL while it computes (a GPU model) and for one that holds it 15 ms of each frame.
+Run through benchmarks/run.py (or pytest benchmarks/bench_latency.py [--quick]); no timing assertions.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import simplejpeg
+from figures import FIGURES, NS_TO_MS, Figure, declare, record, summary
+from pipelines import (
+    SIDES,
+    ModelIO,
+    PythonWork,
+    Receiver,
+    Settings,
+    cycle,
+    idle_job,
+    make_frames,
+    make_pipeline,
+)
+
+EMIT_SIZES = {"512x512": (512, 512), "1280x720": (1280, 720)}
+FPS = 30.0
+PERIOD_MS = 1e3 / FPS
+PROFILES = {"gil_free": 0.0, "python_15ms": 15.0}  # ms of each frame the model holds the GIL
+PROFILE_TEXT = {
+    "gil_free": "model releases the GIL while computing (GPU-like)",
+    "python_15ms": "model holds the GIL 15 ms of each 33 ms frame",
+}
+
+for size in EMIT_SIZES:
+    declare(
+        Figure(
+            f"emit_{size}",
+            f"copying emit {size} (call time, pipeline idle)",
+            "µs",
+            target_kind="ratio",
+            target=7.0,
+            target_text="p50 ≥ 7x lower than baseline",
+        )
+    )
+declare(
+    Figure(
+        "emit_zero_copy_1280x720",
+        "zero-copy `with track.frame()` acquire+commit 1280x720 (vs baseline's copying emit)",
+        "µs",
+        target_kind="ratio",
+        target=7.0,
+        target_text="p50 ≥ 7x lower than baseline",
+    )
+)
+declare(
+    Figure(
+        "jpeg_throughput",
+        "JPEG 1280x720 q85 4:2:0 throughput (saturated, `block`)",
+        "frames/s",
+        better="higher",
+        reference="floor",
+        target_kind="ratio",
+        target=0.9,
+        target_text="≥ 0.9x the floor",
+        note="floor: simplejpeg.encode_jpeg in one thread, same frames and settings (accurate DCT)",
+    )
+)
+declare(
+    Figure(
+        "python_loop_kept",
+        "pure-Python loop speed kept while 720p streams at 30 fps",
+        "% of solo",
+        stats=("kept",),
+        headline="kept",
+        better="higher",
+        target_kind="engine_at_least",
+        target=95.0,
+        target_text="engine ≥ 95 %",
+    )
+)
+for profile, text in PROFILE_TEXT.items():
+    declare(
+        Figure(
+            f"commit_to_packet_{profile}",
+            f"commit → packet published, 720p@30, {text}",
+            "ms",
+            stats=("p50", "p99", "p999"),
+            headline="p99",
+            target_kind="ratio",
+            target=3.0,
+            target_text="p99 ≥ 3x better than baseline",
+            note="engine: native stamps; baseline: Python stamps around queue.put",
+        )
+    )
+    declare(
+        Figure(
+            f"commit_to_receipt_{profile}",
+            f"commit → receipt by the transport thread, 720p@30, {text}",
+            "ms",
+            stats=("p50", "p99", "p999"),
+            headline="p99",
+            target_kind="ratio",
+            target=3.0,
+            target_text="p99 ≥ 3x better than baseline",
+        )
+    )
+    declare(
+        Figure(
+            f"jitter_{profile}",
+            f"delivery jitter |gap - 33.3 ms| at receipt, fixed 30 fps, {text}",
+            "ms",
+            headline="p99",
+            target_kind="engine_at_most",
+            target=2.0,
+            target_text="engine p99 ≤ 2 ms",
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def frames_by_size() -> dict[str, list[np.ndarray]]:
+    return {size: make_frames(w, h) for size, (w, h) in EMIT_SIZES.items()}
+
+
+@pytest.fixture(scope="module")
+def python_work() -> PythonWork:
+    return PythonWork()
+
+
+def per_call_us(benchmark) -> np.ndarray:
+    return np.asarray(benchmark.stats.stats.data) * 1e6
+
+
+@pytest.mark.parametrize("size", list(EMIT_SIZES))
+@pytest.mark.parametrize("side", SIDES)
+def test_emit_overhead(benchmark, side, size, quick, frames_by_size):
+    """The call time of a copying emit into an idle pipeline (the previous frame is delivered first)."""
+    width, height = EMIT_SIZES[size]
+    pipeline = make_pipeline(side, Settings(width=width, height=height))
+    receiver = Receiver(pipeline)
+    source = cycle(frames_by_size[size])
+    emitted = 0
+
+    def setup():
+        nonlocal emitted
+        receiver.wait_for(emitted)
+        emitted += 1
+        return (next(source),), {}
+
+    pipeline.start(idle_job)
+    try:
+        benchmark.pedantic(pipeline.emit, setup=setup, rounds=80 if quick else 400, warmup_rounds=10)
+    finally:
+        pipeline.stop()
+        receiver.close()
+        pipeline.close()
+    data = per_call_us(benchmark)
+    record(f"emit_{size}", side, summary(data), data)
+
+
+def test_zero_copy_acquire_commit(benchmark, quick):
+    """``with track.frame() as buf:`` with nothing written: the zero-copy path's own cost."""
+    pipeline = make_pipeline("engine", Settings())
+    receiver = Receiver(pipeline)
+    emitted = 0
+
+    def setup():
+        nonlocal emitted
+        receiver.wait_for(emitted)
+        emitted += 1
+        return (), {}
+
+    def acquire_commit() -> None:
+        with pipeline.frame():  # type: ignore[union-attr]
+            pass
+
+    pipeline.start(idle_job)
+    try:
+        benchmark.pedantic(acquire_commit, setup=setup, rounds=80 if quick else 400, warmup_rounds=10)
+    finally:
+        pipeline.stop()
+        receiver.close()
+        pipeline.close()
+    data = per_call_us(benchmark)
+    record("emit_zero_copy_1280x720", "engine", summary(data), data)
+    baseline = FIGURES["emit_1280x720"]
+    if "baseline" in baseline.values:
+        record(
+            "emit_zero_copy_1280x720",
+            "baseline",
+            baseline.values["baseline"],
+            baseline.samples.get("baseline"),
+        )
+
+
+@pytest.mark.parametrize("side", [*SIDES, "floor"])
+def test_jpeg_throughput(benchmark, side, quick, frames_by_size):
+    """Frames per second over rounds of ``batch`` frames; the engine and baseline under ``block``."""
+    frames = frames_by_size["1280x720"]
+    batch = 10 if quick else 30
+    settings = Settings(policy="block")
+    if side == "floor":
+
+        def run_batch() -> None:
+            for i in range(batch):
+                simplejpeg.encode_jpeg(
+                    frames[i % len(frames)],
+                    quality=settings.quality,
+                    colorspace="RGB",
+                    colorsubsampling=settings.subsampling,
+                    fastdct=False,
+                )
+
+        benchmark.pedantic(run_batch, rounds=4 if quick else 12, warmup_rounds=1)
+    else:
+        pipeline = make_pipeline(side, settings)
+        receiver = Receiver(pipeline)
+
+        def run_batch() -> None:
+            receiver.clear()
+            for i in range(batch):
+                pipeline.emit(frames[i % len(frames)])
+            receiver.wait_for(batch, timeout=60.0)
+
+        pipeline.start(idle_job)
+        try:
+            benchmark.pedantic(run_batch, rounds=4 if quick else 12, warmup_rounds=1)
+        finally:
+            pipeline.stop()
+            receiver.close()
+            pipeline.close()
+    fps = batch / np.asarray(benchmark.stats.stats.data)
+    stats = summary(fps)
+    record("jpeg_throughput", side, stats)
+    if side == "baseline":
+        FIGURES["jpeg_throughput"].note = (
+            "floor: simplejpeg.encode_jpeg in one thread, same frames and settings (accurate DCT); "
+            f"the baseline pipeline's own throughput: p50 {stats['p50']:.0f} frames/s"
+        )
+
+
+def _loop_rate(work: PythonWork, seconds: float) -> float:
+    """Iterations per second of a pure-Python loop over ``seconds``."""
+    chunk = 2_000
+    done = 0
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        work.spin(chunk)
+        done += chunk
+    return done / (time.perf_counter() - start)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_python_loop_kept_while_streaming(side, quick, frames_by_size, python_work):
+    """Solo and streaming windows alternate; kept = median streaming rate / median solo rate."""
+    frames = frames_by_size["1280x720"]
+    windows, window_s = (3, 0.5) if quick else (8, 1.0)
+    pipeline = make_pipeline(side, Settings(fps=FPS))
+    receiver = Receiver(pipeline)
+
+    def stream(io: ModelIO) -> None:
+        source = cycle(frames)
+        while not io.should_stop():
+            io.emit(next(source))
+
+    solo, loaded, delivered = [], [], []
+    try:
+        for _ in range(windows):
+            solo.append(_loop_rate(python_work, window_s))
+            pipeline.start(stream)
+            time.sleep(0.1)  # past the first frame
+            receiver.clear()
+            loaded.append(_loop_rate(python_work, window_s))
+            delivered.append(receiver.received_total / window_s)
+            pipeline.stop()
+    finally:
+        receiver.close()
+        pipeline.close()
+    kept = 100.0 * float(np.median(loaded) / np.median(solo))
+    record(
+        "python_loop_kept",
+        side,
+        {"kept": kept},
+        solo_loops_per_s=float(np.median(solo)),
+        streaming_loops_per_s=float(np.median(loaded)),
+        delivered_fps=float(np.median(delivered)),
+    )
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("side", SIDES)
+def test_streaming_at_30fps(side, profile, quick, frames_by_size, python_work):
+    """A model at a fixed 30 fps (the engine's pacer on both sides): latency and jitter of 720p."""
+    frames = frames_by_size["1280x720"]
+    gil_ms = PROFILES[profile]
+    warm = 15
+    count = int((4 if quick else 40) * FPS)
+    pipeline = make_pipeline(side, Settings(fps=FPS))
+    receiver = Receiver(pipeline)
+
+    def job(io: ModelIO) -> None:
+        source = cycle(frames)
+        for _ in range(warm + count):
+            if io.should_stop():
+                return
+            python_work.hold(gil_ms)
+            io.emit(next(source))
+        while not io.should_stop():
+            io.wait(0.1)
+
+    pipeline.start(job)
+    native: dict[str, object] = {}
+    try:
+        receiver.wait_for(warm + count, timeout=count / FPS * 3 + 30)
+    finally:
+        pipeline.stop()
+        receiver.close()
+        if side == "engine":  # the core's own histograms (ns): where a tail comes from
+            latency = pipeline.native_stats()["latency"]  # type: ignore[union-attr]
+            native = {k: {s: latency[k][s] for s in ("p50", "p99", "max")} for k in latency}
+        pipeline.close()
+    index = receiver.column("frame_index")[warm:]
+    commit = receiver.column("commit")[warm:]
+    publish = receiver.column("publish")[warm:]
+    receipt = receiver.column("receipt")[warm:]
+    to_packet = (publish - commit) * NS_TO_MS
+    to_receipt = (receipt - commit) * NS_TO_MS
+    consecutive = np.diff(index) == 1
+    jitter = np.abs(np.diff(receipt)[consecutive] * NS_TO_MS - PERIOD_MS)
+    publish_jitter = np.abs(np.diff(publish)[consecutive] * NS_TO_MS - PERIOD_MS)
+    counters = pipeline.counters()
+    record(f"commit_to_packet_{profile}", side, summary(to_packet), to_packet)
+    record(f"commit_to_receipt_{profile}", side, summary(to_receipt), to_receipt)
+    record(
+        f"jitter_{profile}",
+        side,
+        summary(jitter),
+        jitter,
+        publish_jitter=summary(publish_jitter),
+        frames=int(index.size),
+        drops=counters["frames_dropped_oldest"] + counters["frames_dropped_newest"],
+        native_histograms_ns=native,
+    )
