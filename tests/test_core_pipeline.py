@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import os
 import threading
 
 import numpy as np
@@ -246,3 +247,12 @@ def test_ring_carved_from_a_shared_arena_and_reset_between_sessions():
     arena.close()  # the ring keeps the memory alive
     ring.write(np.zeros((64, 64, 3), np.uint8))
     assert ring.ready == 1
+
+
+def test_the_encoder_thread_is_named_for_tools():
+    with _C.Encoder(_C.FrameRing(2, 8, 8)):
+        names = set()
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                names.add(comm.read().strip())
+    assert "reactor-encode" in names
