@@ -574,6 +574,16 @@ def test_progress_log_logs_bytes_and_gbps(checkpoint: Path, caplog: pytest.LogCa
     assert lines[-1].endswith(" GB/s")
 
 
+def test_loading_logs_progress_by_default_for_the_cli(
+    checkpoint: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="reactor_engine.weights"):
+        load_safetensors(checkpoint)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "reactor_engine.weights"]
+    assert any(line.startswith("weights: ") and line.endswith(" GB/s") for line in lines)
+
+
 @pytest.mark.gpu
 @gpu
 def test_cuda_load_equals_load_file_and_keeps_the_host_copy_pinned(checkpoint: Path) -> None:
