@@ -94,6 +94,7 @@ class Session:
         self._ended = threading.Event()
         self._state: SessionState = "starting"
         self._state_lock = threading.Lock()
+        self._escalation_lock = threading.Lock()
         self.end_reason: str | None = None
         self.error: str | None = None
         self.started_ns = time.monotonic_ns()
@@ -283,15 +284,19 @@ class Session:
         return self._state
 
     def _escalate(self) -> None:
-        if self._ended.is_set() or not self._transition(("starting", "streaming", "stopping"), "unhealthy"):
-            return
-        why = (
-            f"session {self.session_id}: start_session() did not return within {self._stop_grace} s "
-            f"of the stop ({self.context.stop_reason}); it ignores should_stop() and its thread still runs"
-        )
-        _log.error("%s", why)
-        self._event("unhealthy", reason=why)
-        self._engine._session_unhealthy(self, why)
+        # stop() and the watcher may both escalate; the lock makes the loser wait until the winner
+        # has also marked the engine unhealthy, so stop() never returns halfway through.
+        with self._escalation_lock:
+            live = ("starting", "streaming", "stopping")
+            if self._ended.is_set() or not self._transition(live, "unhealthy"):
+                return
+            why = (
+                f"session {self.session_id}: start_session() did not return within {self._stop_grace} s of "
+                f"the stop ({self.context.stop_reason}); it ignores should_stop() and its thread still runs"
+            )
+            _log.error("%s", why)
+            self._event("unhealthy", reason=why)
+            self._engine._session_unhealthy(self, why)
 
     def _watch(self) -> None:
         """Watcher thread: end the session at its maximum duration; escalate a stop that is ignored."""
