@@ -287,7 +287,7 @@ class Session:
         # stop() and the watcher may both escalate; the lock makes the loser wait until the winner
         # has also marked the engine unhealthy, so stop() never returns halfway through.
         with self._escalation_lock:
-            live = ("starting", "streaming", "stopping")
+            live: tuple[SessionState, ...] = ("starting", "streaming", "stopping")
             if self._ended.is_set() or not self._transition(live, "unhealthy"):
                 return
             why = (
