@@ -226,7 +226,7 @@ class VideoTrack:
         converter = self._cuda_converter()
         if converter is None:
             return False
-        self._check_frames(tuple(tensor.shape), str(tensor.dtype), tensor.dtype == sys.modules["torch"].uint8)
+        self._check_frames(tuple(tensor.shape), tensor.dtype, tensor.dtype == sys.modules["torch"].uint8)
         batch = tensor.detach() if tensor.dim() == 4 else tensor.detach()[None]
         height, width = int(batch.shape[1]), int(batch.shape[2])
         stream = sys.modules["torch"].cuda.current_stream(tensor.device).cuda_stream
@@ -297,10 +297,11 @@ class VideoTrack:
 
     def _as_frames(self, frame: Any) -> Frame:
         array = self._to_numpy(frame)
-        self._check_frames(tuple(array.shape), str(array.dtype), array.dtype == np.uint8)
+        self._check_frames(tuple(array.shape), array.dtype, array.dtype == np.uint8)
         return array
 
-    def _check_frames(self, shape: tuple[int, ...], dtype: str, is_uint8: bool) -> None:
+    def _check_frames(self, shape: tuple[int, ...], dtype: object, is_uint8: bool) -> None:
+        # dtype is named only in an error: str(np.dtype) costs more than the rest of the check.
         if len(shape) not in (3, 4):
             raise FrameError(f"frame has shape {shape}; {self._takes()}")
         if shape[-1] != 3:
@@ -313,7 +314,7 @@ class VideoTrack:
         if not is_uint8:
             convert = (
                 "(x * 255).clamp(0, 255).to(torch.uint8)"
-                if dtype.startswith("torch.")
+                if str(dtype).startswith("torch.")
                 else ("(x * 255).clip(0, 255).astype(uint8)")
             )
             raise FrameError(
@@ -330,7 +331,7 @@ class VideoTrack:
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(frame, torch.Tensor):
             if frame.dtype != torch.uint8:
-                self._check_frames(tuple(frame.shape), str(frame.dtype), False)
+                self._check_frames(tuple(frame.shape), frame.dtype, False)
             return _torch_to_numpy(frame)
         if hasattr(frame, "__dlpack__"):
             try:
