@@ -87,20 +87,7 @@ def _baseline_app(pipeline: Any, job: Any) -> Any:
                 packet = await asyncio.to_thread(pipeline.next_packet, 0.1)
                 if packet is None:
                     continue
-                header = FrameHeader(
-                    codec="jpeg",
-                    frame_index=packet.frame_index,
-                    width=packet.width,
-                    height=packet.height,
-                    payload_size=packet.size,
-                    pts_ns=packet.pts_ns,
-                    t_acquire_ns=packet.t_acquire_ns,
-                    t_commit_ns=packet.t_commit_ns,
-                    t_encode_start_ns=packet.t_encode_start_ns,
-                    t_encode_end_ns=packet.t_encode_end_ns,
-                    t_publish_ns=packet.t_publish_ns,
-                    t_send_ns=time.monotonic_ns(),
-                ).pack()
+                header = FrameHeader.of_packet(packet, time.monotonic_ns()).pack()
                 await websocket.send_bytes(header + packet.data)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass

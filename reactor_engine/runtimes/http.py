@@ -503,20 +503,7 @@ class HttpRuntime:
 
     def _frame_message(self, packet: _C.Packet) -> bytes:
         sent_ns = time.monotonic_ns()
-        header = FrameHeader(
-            codec=packet.codec,
-            frame_index=packet.frame_index,
-            width=packet.width,
-            height=packet.height,
-            payload_size=packet.size,
-            pts_ns=packet.pts_ns,
-            t_acquire_ns=packet.t_acquire_ns,
-            t_commit_ns=packet.t_commit_ns,
-            t_encode_start_ns=packet.t_encode_start_ns,
-            t_encode_end_ns=packet.t_encode_end_ns,
-            t_publish_ns=packet.t_publish_ns,
-            t_send_ns=sent_ns,
-        ).pack()
+        header = FrameHeader.of_packet(packet, sent_ns).pack()
         payload: Any = packet  # the buffer protocol (numpy's stubs type it for Python >= 3.12 only)
         self.metrics.frame_latency.observe(max(0, sent_ns - packet.t_commit_ns) / 1e9)
         return b"".join((header, memoryview(payload)))  # the one copy; the packet is released after

@@ -71,6 +71,24 @@ class FrameHeader:
         )
 
     @classmethod
+    def of_packet(cls, packet: Any, t_send_ns: int) -> FrameHeader:
+        """The header of an encoded packet (anything with a ``_C.Packet``'s fields), sent at ``t_send_ns``."""
+        return cls(
+            codec=packet.codec,
+            frame_index=packet.frame_index,
+            width=packet.width,
+            height=packet.height,
+            payload_size=packet.size,
+            pts_ns=packet.pts_ns,
+            t_acquire_ns=packet.t_acquire_ns,
+            t_commit_ns=packet.t_commit_ns,
+            t_encode_start_ns=packet.t_encode_start_ns,
+            t_encode_end_ns=packet.t_encode_end_ns,
+            t_publish_ns=packet.t_publish_ns,
+            t_send_ns=t_send_ns,
+        )
+
+    @classmethod
     def unpack(cls, message: bytes | bytearray | memoryview) -> FrameHeader:
         """Parse the header of a binary message; ``ValueError`` saying what is wrong."""
         if len(message) < HEADER_SIZE:
