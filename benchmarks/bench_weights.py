@@ -222,14 +222,9 @@ def test_peak_rss(checkpoint: Path, case: str) -> None:
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "?",
-    )
+    from report import cpu_name
+
+    cpu = cpu_name()
     mem = next(
         line.split()[1]
         for line in Path("/proc/meminfo").read_text().splitlines()

@@ -14,13 +14,9 @@ RATIOS: list[tuple[str, float, str]] = []
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from report import cpu_name  # imported late: report pulls in the engine
+
+    return f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def record(benchmark: Any, name: str) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pytest
 import uvicorn
+from http_helpers import events_until_closed
 from PIL import Image
 from pydantic import Field
 from starlette.applications import Starlette
@@ -95,21 +96,6 @@ class RunningServer:
         self.server.should_exit = True
         self.thread.join(30)
         assert not self.thread.is_alive(), "the test server did not stop"
-
-
-def events_until_closed(stream, timeout: float = 20.0) -> list[dict]:
-    """Read until the server closes the connection; the session events seen on the way."""
-    events = [m for m in stream.messages if m.get("type") == "event"]
-    for _ in range(100_000):
-        try:
-            message = stream.recv(timeout)
-        except ClientError as exc:
-            if exc.code != "closed":
-                raise
-            return events
-        if isinstance(message, dict) and message.get("type") == "event":
-            events.append(message)
-    raise AssertionError("the server did not close the connection")
 
 
 def start_server(options: HttpOptions | None = None, mount: str = "", **engine: object) -> RunningServer:

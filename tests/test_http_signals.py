@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from http_helpers import events_until_closed
 
-from reactor_engine.client import ClientError, ReactorClient
+from reactor_engine.client import ReactorClient
 
 MODEL = """
 import numpy as np
@@ -80,21 +81,6 @@ class ServerProcess:
         self._reader.join(10)
         if self.process.stdout is not None:
             self.process.stdout.close()
-
-
-def events_until_closed(stream, timeout: float = 20.0) -> list[dict]:
-    """Read until the server closes the connection; the session events seen on the way."""
-    events = [m for m in stream.messages if m.get("type") == "event"]
-    for _ in range(100_000):
-        try:
-            message = stream.recv(timeout)
-        except ClientError as exc:
-            if exc.code != "closed":
-                raise
-            return events
-        if isinstance(message, dict) and message.get("type") == "event":
-            events.append(message)
-    raise AssertionError("the server did not close the connection")
 
 
 @pytest.fixture
