@@ -45,13 +45,8 @@ void Encoder::run() noexcept {
     }
     const FrameMeta& frame = ring_->meta(slot);
     PacketMeta& packet = queue_->meta(buffer);
+    static_cast<FrameMeta&>(packet) = frame;
     packet.codec = codec_->kind();
-    packet.frame_index = frame.frame_index;
-    packet.width = frame.width;
-    packet.height = frame.height;
-    packet.pts_ns = frame.pts_ns;
-    packet.t_acquire_ns = frame.t_acquire_ns;
-    packet.t_commit_ns = frame.t_commit_ns;
     packet.t_encode_start_ns = now_ns();
     stats.record(Latency::QueueWait, packet.t_encode_start_ns - frame.t_commit_ns);
     try {

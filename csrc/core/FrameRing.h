@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/ErrorStash.h"
+#include "core/FrameMeta.h"
 #include "core/HostArena.h"
 #include "core/Stats.h"
 
@@ -18,15 +19,6 @@ namespace reactor {
 enum class RingPolicy { Block, DropOldest, DropNewest };
 RingPolicy parse_ring_policy(const std::string& name);
 const char* ring_policy_name(RingPolicy policy);
-
-struct FrameMeta {
-  int64_t frame_index = 0;
-  int64_t width = 0;
-  int64_t height = 0;
-  int64_t pts_ns = 0;
-  int64_t t_acquire_ns = 0;
-  int64_t t_commit_ns = 0;
-};
 
 // What acquire hands the producer. The ticket makes a stale or foreign handle detectable at commit.
 struct AcquiredSlot {

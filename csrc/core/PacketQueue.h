@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/ErrorStash.h"
+#include "core/FrameMeta.h"
 #include "core/HostArena.h"
 
 namespace reactor {
@@ -16,14 +17,9 @@ namespace reactor {
 enum class CodecKind : uint8_t { Raw = 0, I420 = 1, Jpeg = 2 };
 const char* codec_name(CodecKind codec);
 
-struct PacketMeta {
+// A packet carries its frame's metadata unchanged, plus what the encoder adds.
+struct PacketMeta : FrameMeta {
   CodecKind codec = CodecKind::Raw;
-  int64_t frame_index = 0;
-  int64_t width = 0;
-  int64_t height = 0;
-  int64_t pts_ns = 0;
-  int64_t t_acquire_ns = 0;
-  int64_t t_commit_ns = 0;
   int64_t t_encode_start_ns = 0;
   int64_t t_encode_end_ns = 0;
   int64_t t_publish_ns = 0;
