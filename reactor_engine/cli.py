@@ -105,7 +105,7 @@ def _port(text: str) -> int:
 
 
 def _target_help(default: str) -> str:
-    return f"the model: a .py file, a folder, or module:Class (default: {default})"
+    return f"the model: FILE.py[:Class], a folder (its model.py), or module:Class (default: {default})"
 
 
 def build_parser() -> argparse.ArgumentParser:

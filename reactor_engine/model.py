@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from reactor_engine._compat import install_seed_api
 from reactor_engine.commands import CommandSpec, collect_commands
 from reactor_engine.errors import CommandError, InvalidArgumentError, ModelError, WeightsError
 from reactor_engine.tracks import VideoOut
@@ -38,6 +39,8 @@ MAX_NAME_LENGTH = 128
 WEIGHTS_ENV = "REACTOR_WEIGHTS_DIR"
 
 _SPEC_ATTR = "__reactor_model__"
+# The file a folder target loads: one rule, so nothing else in the folder is imported.
+MODEL_FILE = "model.py"
 
 M = TypeVar("M", bound=type)
 
@@ -256,40 +259,58 @@ def _emission_fps(cls: type, default_track: VideoOut) -> float | None:
 
 
 def load_model_class(target: str | os.PathLike[str] | type) -> type[VideoModel]:
-    """The ``@model`` class named by ``target``: a class, ``module:Class``, a ``.py`` file, or a folder.
+    """The ``@model`` class named by ``target``: a class, ``module:Class``, ``path/file.py[:Class]``,
+    or a folder.
 
-    A file or folder must hold exactly one ``@model`` class (a folder: its ``*.py`` files not starting
-    with ``_``, not recursive). Seed-era files that import ``reactor_runtime`` load through the
-    compatibility alias when the real package is not installed.
+    A folder means its ``model.py`` (no other file of the folder is imported, so a stray script next
+    to it never runs). A file must hold exactly one ``@model`` class unless ``:Class`` names one.
+    Seed-era files that ``import reactor_runtime`` get reactor-engine's compatible API, even where a
+    real ``reactor_runtime`` package is installed (its 3.x release has no ``VideoModel``).
     """
     if isinstance(target, type):
         model_spec(target)
         return target
-    from reactor_engine._compat import install_reactor_runtime_alias
-
-    install_reactor_runtime_alias()
     text = os.fspath(target)
     path = Path(text).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
-        if not files:
-            raise ModelError(f"no Python files in {path}; expected one defining a @model class")
-        return _exactly_one([cls for file in files for cls in _models_in(_import_file(file))], str(path))
+        entry = path / MODEL_FILE
+        if not entry.is_file():
+            raise ModelError(
+                f"folder {path} has no {MODEL_FILE}; a folder target loads its {MODEL_FILE} (or name a file: "
+                f"{path}/FILE.py)"
+            )
+        return _exactly_one(_models_in(_import_file(entry)), str(entry))
+    file_text, colon, file_attr = text.rpartition(":")
+    if colon and file_text.endswith(".py") and file_attr:  # path/file.py:Class
+        path = Path(file_text).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist (model target {text!r})")
+        return _pick(_import_file(path), file_attr, text, str(path))
     if path.suffix == ".py" or path.is_file():
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
         return _exactly_one(_models_in(_import_file(path)), str(path))
     module_name, _, attr = text.partition(":")
+    if "/" in module_name or os.sep in module_name:
+        raise ModelError(
+            f"model target {text!r} is not a folder, a .py file or module:Class "
+            f"({module_name} does not exist)"
+        )
     try:
+        install_seed_api()
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelError(f"cannot import {module_name!r} for model target {text!r}: {exc}") from exc
     if not attr:
         return _exactly_one(_models_in(module), module_name)
+    return _pick(module, attr, text, f"module {module_name!r}")
+
+
+def _pick(module: Any, attr: str, text: str, where: str) -> type[VideoModel]:
     found = module
     for part in attr.split("."):
         if not hasattr(found, part):
-            raise ModelError(f"module {module_name!r} has no attribute {attr!r} (model target {text!r})")
+            raise ModelError(f"{where} has no attribute {attr!r} (model target {text!r})")
         found = getattr(found, part)
     if not isinstance(found, type):
         raise ModelError(f"model target {text!r} is not a class; got {type(found).__name__}")
@@ -313,6 +334,7 @@ def _import_file(path: Path) -> Any:
     if folder not in sys.path:
         sys.path.insert(0, folder)
     sys.modules[module_name] = module
+    install_seed_api()
     try:
         spec.loader.exec_module(module)
     except Exception:
@@ -337,5 +359,5 @@ def _exactly_one(found: list[type[VideoModel]], where: str) -> type[VideoModel]:
         raise ModelError(f"no @model decorated class found in {where}")
     if len(unique) > 1:
         names = ", ".join(f"{cls.__qualname__} ('{model_spec(cls).name}')" for cls in unique)
-        raise ModelError(f"multiple @model classes found in {where}: {names}; pass module:Class to pick one")
+        raise ModelError(f"multiple @model classes found in {where}: {names}; pick one with {where}:Class")
     return unique[0]

@@ -76,20 +76,51 @@ def test_config_path_is_relative_to_the_model_file(tmp_path, monkeypatch):
 def test_discovery_from_a_file_a_folder_and_module_class(tmp_path, monkeypatch):
     _write(tmp_path / "pkg_models" / "__init__.py", "")
     _write(tmp_path / "pkg_models" / "one.py", MODEL_FILE.format(name="found-one", cls="FoundOne"))
-    _write(tmp_path / "pkg_models" / "_private.py", MODEL_FILE.format(name="private-one", cls="Private"))
+    _write(tmp_path / "pkg_models" / "model.py", MODEL_FILE.format(name="the-entry", cls="Entry"))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert model_spec(load_model_class(tmp_path / "pkg_models" / "one.py")).name == "found-one"
-    assert model_spec(load_model_class(tmp_path / "pkg_models")).name == "found-one"
+    assert model_spec(load_model_class(tmp_path / "pkg_models")).name == "the-entry"
     assert model_spec(load_model_class("pkg_models.one:FoundOne")).name == "found-one"
     assert model_spec(load_model_class("pkg_models.one")).name == "found-one"
 
 
+def test_a_folder_target_imports_its_model_py_and_nothing_else(tmp_path):
+    marker = tmp_path / "stray-ran"
+    _write(tmp_path / "proj" / "model.py", MODEL_FILE.format(name="folder-entry", cls="Entry"))
+    _write(tmp_path / "proj" / "stray.py", f"open({str(marker)!r}, 'w').close()\n")
+    assert model_spec(load_model_class(tmp_path / "proj")).name == "folder-entry"
+    assert not marker.exists()
+    _write(tmp_path / "nomodel" / "script.py", f"open({str(marker)!r}, 'w').close()\n")
+    with pytest.raises(ModelError, match=r"has no model\.py; a folder target loads its model\.py"):
+        load_model_class(tmp_path / "nomodel")
+    assert not marker.exists()
+
+
+def test_a_file_with_two_models_takes_a_path_and_class(tmp_path, monkeypatch):
+    two = _write(tmp_path / "two.py", MODEL_FILE.format(name="model-a", cls="A"))
+    two.write_text(two.read_text() + textwrap.dedent(MODEL_FILE.format(name="model-b", cls="B")))
+    monkeypatch.chdir(tmp_path)
+    assert model_spec(load_model_class("two.py:B")).name == "model-b"
+    assert model_spec(load_model_class(f"{two}:A")).name == "model-a"
+    with pytest.raises(ModelError, match=r"multiple @model classes found in .*pick one with .*two\.py:Class"):
+        load_model_class(two)
+    with pytest.raises(ModelError, match="has no attribute 'C'"):
+        load_model_class("two.py:C")
+    with pytest.raises(ModelError, match=r"model file missing\.py does not exist"):
+        load_model_class("missing.py:A")
+
+
+def test_a_mistyped_folder_is_reported_as_missing_not_as_a_module(tmp_path):
+    with pytest.raises(ModelError, match=r"is not a folder, a \.py file or module:Class"):
+        load_model_class(str(tmp_path / "no-such-folder"))
+
+
 def test_discovery_errors_name_what_was_found(tmp_path):
-    _write(tmp_path / "empty" / "nothing.py", "x = 1\n")
+    _write(tmp_path / "empty" / "model.py", "x = 1\n")
     with pytest.raises(ModelError, match="no @model decorated class found in"):
         load_model_class(tmp_path / "empty")
-    _write(tmp_path / "two" / "a.py", MODEL_FILE.format(name="model-a", cls="A"))
-    _write(tmp_path / "two" / "b.py", MODEL_FILE.format(name="model-b", cls="B"))
+    two = _write(tmp_path / "two" / "model.py", MODEL_FILE.format(name="model-a", cls="A"))
+    two.write_text(two.read_text() + textwrap.dedent(MODEL_FILE.format(name="model-b", cls="B")))
     with pytest.raises(
         ModelError, match=r"multiple @model classes found in .*A \('model-a'\), B \('model-b'\)"
     ):
