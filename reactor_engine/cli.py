@@ -290,6 +290,9 @@ def _run_headless(args: argparse.Namespace, overrides: CliOverrides, engine_over
         commands=Path(args.commands) if args.commands else None,
         format=args.format,
     )
+    from reactor_engine.runtimes.headless import check_output
+
+    check_output(options.output)  # before the model loads
     if options.commands is not None:
         from reactor_engine.runtimes.headless import load_script
 

@@ -162,3 +162,75 @@ def test_a_bad_commands_script_fails_before_the_model_loads(project):
 def test_headless_needs_an_output_folder(project):
     done = run_cli("run", "model.py", "--runtime", "headless", "--frames", "3", cwd=project)
     assert done.returncode == 2 and "--runtime headless needs --output DIR" in done.stderr
+
+
+def test_an_output_folder_in_use_or_a_file_is_refused_before_the_model_loads(project):
+    (project / "used").mkdir()
+    (project / "used" / "frame_000000.jpg").write_bytes(b"old")
+    done = run_cli(
+        "run", "model.py", "--runtime", "headless", "--output", "used", "--frames", "2", cwd=project
+    )
+    assert done.returncode == 2 and "--output used is not empty" in done.stderr
+    assert "Traceback" not in done.stderr
+    (project / "afile").write_text("x")
+    done = run_cli(
+        "run", "model.py", "--runtime", "headless", "--output", "afile", "--frames", "2", cwd=project
+    )
+    assert done.returncode == 2 and "--output afile is a file" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in (project / "used").iterdir()) == ["frame_000000.jpg"]
+
+
+HUNG_MODEL = """
+import time
+import numpy as np
+from reactor_engine import VideoModel, VideoOut, get_ctx, model
+
+@model(name="hung-model")
+class HungModel(VideoModel):
+    main_video = VideoOut(default=True, rate=60)
+
+    def __init__(self, config):
+        pass
+
+    def start_session(self):
+        frame = np.zeros((16, 16, 3), dtype=np.uint8)
+        while True:  # ignores should_stop()
+            get_ctx().get_track().emit(frame)
+            time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("limit", [("--frames", "5"), ("--seconds", "0.5")])
+def test_a_model_that_ignores_should_stop_ends_the_run_unhealthy_with_stats(tmp_path, limit):
+    (tmp_path / "model.py").write_text(HUNG_MODEL)
+    args = ("run", "model.py", "--runtime", "headless", "--output", "out", *limit, "--engine.stop_grace=0.5")
+    done = run_cli(*args, cwd=tmp_path, timeout=60)  # hung forever before the fix
+    assert done.returncode == 1, done.stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["healthy"] is False and stats["session"]["state"] == "unhealthy"
+    assert "unhealthy" in done.stdout
+
+
+def test_sigterm_ends_a_hung_model_run_with_stats(tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "model.py").write_text(HUNG_MODEL)
+    script = Path(sys.executable).parent / "reactor-engine"
+    args = ("run", "model.py", "--runtime", "headless", "--output", "out", "--seconds", "600")
+    proc = subprocess.Popen(
+        [str(script), *args, "--engine.stop_grace=0.5"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "out").glob("frame_*.jpg")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["healthy"] is False

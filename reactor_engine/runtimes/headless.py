@@ -27,13 +27,22 @@ if TYPE_CHECKING:
     from reactor_engine.engine import Engine
     from reactor_engine.session import Session
 
-__all__ = ["FORMATS", "HeadlessOptions", "Recorder", "ScriptedCommand", "load_script", "run_headless"]
+__all__ = [
+    "FORMATS",
+    "HeadlessOptions",
+    "Recorder",
+    "ScriptedCommand",
+    "check_output",
+    "load_script",
+    "run_headless",
+]
 
 _log = logging.getLogger("reactor_engine.headless")
 
 OutputFormat = Literal["jpeg", "mjpeg", "raw"]
 FORMATS: dict[str, str] = {"jpeg": "jpeg", "mjpeg": "jpeg", "raw": "raw"}  # output format -> engine codec
 _MAX_KEPT_MESSAGES = 1000
+_END_MARGIN_S = 3.0  # beyond the stop grace: the last frames' encode and the stats
 _HELP = """commands:
   start              start a session (frames go to a new folder under the output folder)
   stop               stop the session and write its stats
@@ -156,6 +165,9 @@ class Recorder:
     """Writes one session's frames into ``folder`` on its own thread; ``finish()`` writes ``stats.json``.
 
     Stops the session itself once ``max_frames`` frames are written or ``max_seconds`` have passed.
+    Never waits without a bound: a model that ignores ``should_stop()`` leaves the session
+    ``unhealthy`` after the engine's stop grace, and the recording ends then (``end_timeout`` bounds
+    ``finish``'s wait for the session thread).
     """
 
     def __init__(
@@ -168,8 +180,10 @@ class Recorder:
         max_seconds: float | None = None,
         script: list[ScriptedCommand] | None = None,
         on_message: Any = None,
+        end_timeout: float = 10.0,
     ) -> None:
         self.session = session
+        self._end_timeout = end_timeout
         self.folder = folder
         self.format = fmt
         self._max_frames = max_frames
@@ -212,7 +226,7 @@ class Recorder:
                     packet = self.session.next_packet(timeout=0.1)
                 except ReactorTimeoutError:
                     packet = None
-                    if self._limit_reached():
+                    if self._limit_reached() or self.session.state == "unhealthy":
                         break
                     self._drain_messages()
                     self._apply_script()
@@ -232,8 +246,8 @@ class Recorder:
         finally:
             if self._stream is not None:
                 self._stream.close()
-            if not self.session.ended:
-                self.session.stop("stopped")
+            if not self.session.ended and self.session.state != "unhealthy":
+                self.session.stop("stopped")  # bounded: escalates to unhealthy after the stop grace
             self._drain_messages()
             self.done.set()
 
@@ -284,9 +298,13 @@ class Recorder:
         out.bytes_written += len(data)
 
     def finish(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the recording to end, write ``stats.json`` and return what it holds."""
-        self._thread.join(timeout)
-        self.session.wait(timeout)
+        """Wait for the recording to end (at most ``timeout``, default ``end_timeout``), write
+        ``stats.json`` and return what it holds. A hung model is reported, not waited for."""
+        deadline = time.monotonic() + (self._end_timeout if timeout is None else timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self.session.wait(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive() and self._error is None:
+            self._error = "the recording did not end in time (the model ignores should_stop())"
         out = self._output
         stats = {
             "session": self.session.stats(),
@@ -304,6 +322,7 @@ class Recorder:
             "commands": [record.outcome() for record in self._commands],
             "messages": self._messages,
             "error": self._error,
+            "healthy": self.session.state != "unhealthy",
         }
         (self.folder / "stats.json").write_text(
             json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8"
@@ -319,6 +338,7 @@ def run_headless(engine: Engine, options: HeadlessOptions, stdin: IO[str], stdou
             f"--format {options.format} needs the engine codec {codec!r}; got {engine.config.codec!r} "
             f"(drop --engine.codec or pass --engine.codec={codec})"
         )
+    check_output(options.output)
     script = load_script(options.commands) if options.commands is not None else []
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
     try:
@@ -329,12 +349,23 @@ def run_headless(engine: Engine, options: HeadlessOptions, stdin: IO[str], stdou
         signal.signal(signal.SIGTERM, previous)
 
 
+def check_output(output: Path) -> None:
+    """``--output`` must be a new or empty folder: old frames are never mixed with new ones."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file; give a folder (new or empty)")
+    if output.is_dir() and any(output.iterdir()):
+        raise ConfigError(
+            f"--output {output} is not empty; give a new or empty folder (old frames would mix with new)"
+        )
+
+
 def _batch(engine: Engine, options: HeadlessOptions, script: list[ScriptedCommand], stdout: IO[str]) -> int:
     options.output.mkdir(parents=True, exist_ok=True)
     session = engine.session()
     recorder = Recorder(
         session, options.output, options.format,
         max_frames=options.frames, max_seconds=options.seconds, script=script,
+        end_timeout=engine.config.stop_grace + _END_MARGIN_S,
     )  # fmt: skip
     try:
         while not recorder.done.wait(0.2):
@@ -344,7 +375,7 @@ def _batch(engine: Engine, options: HeadlessOptions, script: list[ScriptedComman
         session.stop("shutdown")
     stats = recorder.finish()
     _print_summary(stats, stdout)
-    return 1 if stats["error"] or stats["session"]["error"] else 0
+    return 1 if stats["error"] or stats["session"]["error"] or not stats["healthy"] else 0
 
 
 def _print_summary(stats: Mapping[str, Any], stdout: IO[str]) -> None:
@@ -352,7 +383,8 @@ def _print_summary(stats: Mapping[str, Any], stdout: IO[str]) -> None:
     failed = sum(1 for c in stats["commands"] if not c["ok"])
     stdout.write(
         f"[STATS] {out['frames_written']} frames ({out['format']}) in {out['folder']}, "
-        f"{session['fps']:.1f} fps, ended: {session['end_reason']}, "
+        f"{session['fps']:.1f} fps, {session['drops']} dropped, ended: {session['end_reason']}"
+        f"{'' if stats['healthy'] else ' (unhealthy: the model ignored should_stop())'}, "
         f"{len(stats['commands'])} commands ({failed} failed); stats.json written\n"
     )
     stdout.flush()
@@ -403,7 +435,10 @@ def _interactive(engine: Engine, options: HeadlessOptions, stdin: IO[str], stdou
                 count += 1
                 session = engine.session()
                 folder = options.output / f"session-{count:03d}-{session.session_id[:8]}"
-                recorder = Recorder(session, folder, options.format, on_message=on_message)
+                recorder = Recorder(
+                    session, folder, options.format, on_message=on_message,
+                    end_timeout=engine.config.stop_grace + _END_MARGIN_S,
+                )  # fmt: skip
                 say(f"[STARTED] session {session.session_id}, frames to {folder}")
             elif verb == "stop":
                 stop()
