@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import string
 import sys
 import threading
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a model (http: a viewer at http://127.0.0.1:8080/; headless: to files)",
         description=(
             "Serve a model. Model settings: --model.KEY=VALUE (over its config file and -c FILE); "
-            "engine settings: --engine.KEY=VALUE (see reactor_engine/configs/default.yaml)."
+            "engine settings: --engine.KEY=VALUE (`reactor-engine info --engine-defaults` lists them)."
         ),
         allow_abbrev=False,
     )
@@ -182,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print build features (CUDA, codecs, pinning) and GPU telemetry")
     info.add_argument("--json", action="store_true", help="as JSON")
+    info.add_argument(
+        "--engine-defaults", action="store_true",
+        help="print the engine settings (--engine.KEY=VALUE) with their defaults and what each does",
+    )  # fmt: skip
     info.set_defaults(handler=_info)
 
     bench = sub.add_parser("bench", help="run one in-process session and print its latency and fps")
@@ -298,8 +304,8 @@ def _run_headless(args: argparse.Namespace, overrides: CliOverrides, engine_over
 
         load_script(options.commands)  # a bad script fails before the model loads
     target = args.target or DEMO_TARGET
-    started = time.monotonic()
     engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
+    started = time.monotonic()  # after the model file's imports: "loaded in" is the model's own load
     _log.info("loading model '%s'...", engine.name)
     engine.load()
     _log.info("model '%s' loaded in %.2f s", engine.name, time.monotonic() - started)
@@ -339,8 +345,19 @@ def _init(args: argparse.Namespace, overrides: CliOverrides) -> int:
         text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
         (folder / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")
     print(f"Created {folder}/ with model '{name}' ({class_name} in {folder / 'model.py'}).")
-    print(f"Run it: reactor-engine run {folder}    (then open http://127.0.0.1:8080/)")
+    print(f"Run it: {_own_command()} run {folder}    (then open http://127.0.0.1:8080/)")
     return 0
+
+
+def _own_command() -> str:
+    """How to call this CLI again: ``reactor-engine`` when that is on PATH, else its path (a venv's)."""
+    script = Path(sys.argv[0])
+    on_path = shutil.which("reactor-engine")
+    if script.name == "reactor-engine" and (on_path is None or Path(on_path).resolve() != script.resolve()):
+        with contextlib.suppress(ValueError):
+            return str(script.resolve().relative_to(Path.cwd().resolve()))
+        return str(script)
+    return "reactor-engine"
 
 
 # -- capabilities ------------------------------------------------------------------------------------
@@ -390,6 +407,11 @@ def collect_info() -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace, overrides: CliOverrides) -> int:
+    if args.engine_defaults:
+        from reactor_engine.config import DEFAULT_ENGINE_CONFIG
+
+        print(DEFAULT_ENGINE_CONFIG.read_text(encoding="utf-8"), end="")
+        return 0
     info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -337,10 +337,30 @@ def _import_file(path: Path) -> Any:
     install_seed_api()
     try:
         spec.loader.exec_module(module)
-    except Exception:
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        where = f"{exc.filename or path}:{exc.lineno}" if exc.lineno else str(exc.filename or path)
+        raise ModelError(f"syntax error in {where}: {exc.msg}") from None
+    except ImportError as exc:
+        del sys.modules[module_name]
+        line = _line_in(exc, path)
+        missing = f"module {exc.name!r} is not installed" if exc.name else str(exc)
+        raise ModelError(f"model file {path}{line} cannot be imported: {missing} ({exc})") from None
+    except BaseException:
         del sys.modules[module_name]
         raise
     return module
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """``:LINE`` of the innermost frame of ``exc``'s traceback that is in ``path`` (or nothing)."""
+    line = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path:
+            line = f":{tb.tb_lineno}"
+        tb = tb.tb_next
+    return line
 
 
 def _models_in(module: Any) -> list[type[VideoModel]]:

@@ -110,3 +110,29 @@ def test_a_bad_port_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--port", "70000"])
     assert "port number 0-65535" in capsys.readouterr().err
+
+
+def test_the_init_hint_names_the_command_as_it_can_be_run(tmp_path):
+    script = Path(sys.executable).parent / "reactor-engine"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # this venv is not on PATH
+    done = subprocess.run(
+        [str(script), "init", "my-model"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Run it: {script} run my-model" in done.stdout
+
+
+def test_engine_defaults_are_printed_by_info_and_named_by_run_help(tmp_path):
+    defaults = run_cli("info", "--engine-defaults", cwd=tmp_path)
+    assert defaults.returncode == 0, defaults.stderr
+    assert "ring_policy: drop_oldest" in defaults.stdout and "stop_grace:" in defaults.stdout
+    helped = run_cli("run", "--help", cwd=tmp_path)
+    assert "reactor-engine info --engine-defaults" in "".join(helped.stdout.split("\n"))
+    assert "configs/default.yaml" not in helped.stdout
+
+
+def test_a_syntax_error_in_a_model_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "model.py").write_text("def broken(:\n")
+    done = run_cli("capabilities", "model.py", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.startswith("reactor-engine: error: syntax error in") and "Traceback" not in done.stderr

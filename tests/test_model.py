@@ -190,3 +190,14 @@ def test_several_default_tracks_are_rejected():
 
     with pytest.raises(ModelError, match="several tracks default=True: a, b"):
         model(name="both")(Both)
+
+
+def test_syntax_and_import_errors_in_a_model_file_are_one_line_model_errors(tmp_path):
+    bad = _write(tmp_path / "syntax" / "model.py", "def broken(:\n    pass\n")
+    with pytest.raises(ModelError, match=r"syntax error in .*model\.py:1"):
+        load_model_class(bad)
+    missing = _write(tmp_path / "imports" / "model.py", "import os\nimport no_such_package_xyz\n")
+    with pytest.raises(
+        ModelError, match=r"model\.py:2 cannot be imported: module 'no_such_package_xyz' is not installed"
+    ):
+        load_model_class(missing)
