@@ -19,19 +19,27 @@ class FramePacer:
     - Fixed rate (``fps > 0``): frame ``k`` of the session is due at ``t0 + k / fps`` on an absolute
       clock, so pacing does not drift. A producer ahead of the clock waits; one late by more than a
       frame rebases the clock instead of bursting to catch up (counted in ``late_frames``).
-    - Automatic (``fps == 0``): the producer is never held back. Frames are stamped at the measured
-      production rate: a batch of ``N`` frames that took ``dt`` to make is spread ``dt / N`` apart, so a
-      transport that presents by ``pts_ns`` plays it smoothly instead of in bursts.
+    - Automatic (``fps == 0``): frames are stamped at the measured production rate: a batch of ``N``
+      frames that took ``dt`` to make is spread ``dt / N`` apart, so a transport that presents by
+      ``pts_ns`` plays it smoothly instead of in bursts. The producer is held back only above
+      ``max_fps`` (``0``: never): a model with no compute between frames would otherwise spin at tens
+      of thousands of frames a second, nearly all of them dropped.
     """
 
     _SMOOTHING = 0.25  # weight of the newest interval in the automatic rate estimate
 
-    def __init__(self, fps: float, clock: Callable[[], int] = time.monotonic_ns) -> None:
+    def __init__(
+        self, fps: float, clock: Callable[[], int] = time.monotonic_ns, max_fps: float = 0.0
+    ) -> None:
         if fps < 0:
             raise ValueError(f"fps must be >= 0 (0 = automatic); got {fps}")
+        if max_fps < 0:
+            raise ValueError(f"max_fps must be >= 0 (0 = no cap); got {max_fps}")
         self.fps = float(fps)
+        self.max_fps = float(max_fps)
         self._clock = clock
         self._period_ns = round(1e9 / fps) if fps > 0 else 0
+        self._min_period_ns = round(1e9 / max_fps) if max_fps > 0 else 0
         self.reset()
 
     def reset(self) -> None:
@@ -65,9 +73,10 @@ class FramePacer:
         """``(pts_ns, wait_ns)`` for the next frame: wait ``wait_ns`` (interruptibly), then commit."""
         now = self._clock()
         if self._period_ns == 0:
-            pts = max(now, self._last_pts_ns + int(self._batch_interval_ns)) if self._last_pts_ns else now
+            spacing = max(int(self._batch_interval_ns), self._min_period_ns)
+            pts = max(now, self._last_pts_ns + spacing) if self._last_pts_ns else now
             self._last_pts_ns = pts
-            return pts, 0
+            return pts, (pts - now) if self._min_period_ns else 0
         if self._t0_ns is None:
             self._t0_ns = now
         due = self._t0_ns + self._k * self._period_ns
