@@ -12,7 +12,8 @@ def now_ns() -> int:
     """Nanoseconds on the core's steady clock (the same clock as ``time.monotonic_ns``)."""
 
 def build_info() -> dict[str, str]:
-    """Build features: ``cuda``, ``cuda_reason``, ``cuda_archs``, ``jpeg``, ``compiler``, ``build_type``."""
+    """Build features: ``cuda``, ``cuda_reason``, ``cuda_archs``, ``jpeg``, ``vp8``, ``compiler``,
+    ``build_type``."""
 
 def cuda_status() -> str:
     """``"available: <device>"`` or ``"unavailable: <reason>"``, found at run time."""
@@ -125,7 +126,11 @@ class Packet:
     """One encoded frame in a pooled buffer; read-only buffer protocol; back to the pool on release."""
 
     @property
-    def codec(self) -> str: ...
+    def codec(self) -> str:
+        """``"raw"``, ``"i420"``, ``"jpeg"`` or ``"vp8"``."""
+    @property
+    def keyframe(self) -> bool:
+        """Decodable on its own: every raw, I420 and JPEG packet; VP8 key frames."""
     @property
     def frame_index(self) -> int: ...
     @property
@@ -177,7 +182,17 @@ class PacketQueue:
     def close(self) -> None: ...
 
 class Encoder:
-    """One native thread: drains committed slots, encodes, publishes packets. Starts at construction."""
+    """One native thread: drains committed slots, encodes, publishes packets. Starts at construction.
+
+    Outputs: ``codec`` (the primary, enabled) and each of ``extra_codecs`` (disabled until
+    ``set_output_enabled``), each with its own ``PacketQueue``; every enabled output encodes each frame
+    once, a disabled one runs no codec. The thread waits for a free primary buffer (frames wait in the
+    ring meanwhile); an extra output with no free buffer drops that frame (``output_stats``).
+    VP8 (libvpx, realtime, no lag frames, error-resilient, CBR at ``bitrate`` bits/s): ``vp8_speed`` is
+    libvpx's cpu-used (-16..16: negative fixes the speed at its magnitude, 16 fastest; positive adapts it
+    to spend at most (16 - speed)/16 of the frame interval), ``vp8_threads`` its threads (1..16),
+    ``keyframe_interval`` frames between automatic key frames (0: the first and requested ones only).
+    """
 
     def __init__(
         self,
@@ -186,17 +201,48 @@ class Encoder:
         quality: int = 90,
         subsampling: str = "420",
         queue_capacity: int = 8,
+        *,
+        extra_codecs: list[str] = [],  # the native default, never mutated
+        bitrate: int = 2000000,
+        vp8_speed: int = -12,
+        vp8_threads: int = 1,
+        keyframe_interval: int = 300,
     ) -> None: ...
     @property
-    def codec(self) -> str: ...
+    def codec(self) -> str:
+        """The primary output's codec."""
+    @property
+    def codecs(self) -> list[str]:
+        """Every output's codec, the primary first."""
     @property
     def quality(self) -> int: ...
     @property
     def subsampling(self) -> str: ...
     @property
-    def queue(self) -> PacketQueue: ...
+    def vp8_speed(self) -> int: ...
+    @property
+    def vp8_threads(self) -> int: ...
+    @property
+    def keyframe_interval(self) -> int: ...
+    @property
+    def queue(self) -> PacketQueue:
+        """The primary output's queue."""
+    def queue_for(self, codec: str) -> PacketQueue:
+        """That output's queue; ``InvalidArgumentError`` naming the outputs if there is none."""
     @property
     def running(self) -> bool: ...
+    def set_output_enabled(self, codec: str, enabled: bool) -> None:
+        """From the next frame on; enabling an output makes its next frame a key frame. Any thread."""
+    def output_enabled(self, codec: str) -> bool: ...
+    def output_stats(self, codec: str) -> dict[str, Any]:
+        """``enabled``, ``frames_encoded``, ``keyframes``, ``bytes``, ``frames_dropped`` of one output."""
+    def request_keyframe(self) -> None:
+        """Every output's next frame is a key frame. Any thread; releases the GIL."""
+    def set_bitrate(self, bps: int) -> None:
+        """The VP8 target from the next frame on (10 kbit/s to 1 Gbit/s). Any thread; releases the GIL."""
+    @property
+    def bitrate(self) -> int:
+        """The target bitrate in force, bits per second."""
     def flush(self, timeout: float | None = None) -> None: ...
     def check(self) -> None: ...
     def close(self) -> None: ...

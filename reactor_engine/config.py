@@ -39,6 +39,8 @@ _log = logging.getLogger("reactor_engine.config")
 DEFAULT_ENGINE_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
 Overrides = Mapping[str, Any] | Sequence[str] | None
+Codec = Literal["jpeg", "raw", "i420", "vp8"]
+_VP8_MAX = 16383  # the VP8 bitstream's largest width and height
 _ABSENT = object()
 
 
@@ -54,9 +56,14 @@ class EngineConfig(BaseModel):
     ring_slots: int = Field(ge=2, le=256)
     ring_policy: Literal["block", "drop_oldest", "drop_newest"]
     emit_timeout: float = Field(gt=0)
-    codec: Literal["jpeg", "raw", "i420"]
+    codec: Codec
+    extra_codecs: list[Codec]
     quality: int = Field(ge=1, le=100)
     subsampling: Literal["420", "422", "444", "gray"]
+    bitrate: int = Field(ge=10_000, le=1_000_000_000)
+    vp8_speed: int = Field(ge=-16, le=16)
+    vp8_threads: int = Field(ge=1, le=16)
+    keyframe_interval: int = Field(ge=0)
     packet_queue: int = Field(ge=1, le=1024)
     fps: float = Field(ge=0)
     stop_grace: float = Field(gt=0)
@@ -71,6 +78,18 @@ class EngineConfig(BaseModel):
             raise ConfigError(
                 f"engine config: width x height {self.width}x{self.height} exceeds "
                 f"max_width x max_height {self.max_width}x{self.max_height}"
+            )
+        if self.codec in self.extra_codecs:
+            raise ConfigError(
+                f"engine config: extra_codecs {self.extra_codecs} lists the primary codec {self.codec!r}; "
+                f"it already has an output"
+            )
+        if len(set(self.extra_codecs)) != len(self.extra_codecs):
+            raise ConfigError(f"engine config: extra_codecs {self.extra_codecs} names a codec twice")
+        if "vp8" in (self.codec, *self.extra_codecs) and max(self.max_width, self.max_height) > _VP8_MAX:
+            raise ConfigError(
+                f"engine config: VP8 frames are at most {_VP8_MAX}x{_VP8_MAX}; "
+                f"max_width x max_height is {self.max_width}x{self.max_height}"
             )
 
 

@@ -148,7 +148,8 @@ class Engine:
             self._rings.append(ring)
             encoder = _C.Encoder(
                 ring, codec=cfg.codec, quality=cfg.quality, subsampling=cfg.subsampling,
-                queue_capacity=cfg.packet_queue,
+                queue_capacity=cfg.packet_queue, extra_codecs=list(cfg.extra_codecs), bitrate=cfg.bitrate,
+                vp8_speed=cfg.vp8_speed, vp8_threads=cfg.vp8_threads, keyframe_interval=cfg.keyframe_interval,
             )  # fmt: skip
             self._encoders.append(encoder)
             width = min(declared.width or cfg.width, cfg.max_width)
@@ -259,12 +260,12 @@ class Engine:
     # -- introspection ---------------------------------------------------------------------------
 
     def asgi_app(self, **options: Any) -> Any:
-        """This engine's http runtime as an ASGI app a host can mount.
+        """This engine's ASGI app (the session hub and its transports) for a host to mount.
 
-        Options are those of ``runtimes.http.HttpOptions``. The host awaits
-        ``app.state.runtime.shutdown()`` before ``engine.close()``.
+        Options are those of ``transports.app.HttpOptions``, plus ``transports=[...]``: route factories
+        of further transports. The host awaits ``app.state.runtime.shutdown()`` before ``engine.close()``.
         """
-        from reactor_engine.runtimes.http import asgi_app  # imported here: starlette only when asked
+        from reactor_engine.transports.app import asgi_app  # imported here: starlette only when asked
 
         return asgi_app(self, **options)
 

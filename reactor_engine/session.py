@@ -173,18 +173,23 @@ class Session:
 
     # -- packets ---------------------------------------------------------------------------------
 
-    def packet_queue(self, track: str | None = None) -> _C.PacketQueue:
-        """The track's native queue, for ``fileno()`` (asyncio ``add_reader``); pop via ``next_packet``."""
-        return self._track(track).encoder.queue
+    def packet_queue(self, track: str | None = None, codec: str | None = None) -> _C.PacketQueue:
+        """A track output's native queue (``codec=None``: the primary), for ``fileno()`` (asyncio
+        ``add_reader``); pop via ``next_packet``."""
+        return self._track(track).queue(codec)
 
-    def next_packet(self, timeout: float | None = None, track: str | None = None) -> _C.Packet | None:
+    def next_packet(
+        self, timeout: float | None = None, track: str | None = None, codec: str | None = None
+    ) -> _C.Packet | None:
         """The next encoded frame of this session, or ``None`` once it has ended and every frame is out.
 
-        Raises ``ReactorTimeoutError`` if none arrives within ``timeout`` s while the session runs.
-        Release each packet (``with packet:``) to return its buffer to the pool.
+        ``codec`` picks one of the track's outputs (``None``: the primary; an extra one must be enabled
+        with ``set_output_enabled``). Raises ``ReactorTimeoutError`` if none arrives within ``timeout``
+        s while the session runs. Release each packet (``with packet:``) to return its buffer to the pool.
         """
         name = self._default_track if track is None else track
         video = self._track(name)
+        queue = video.queue(codec)
         stats = self._track_stats[name]
         end = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -193,7 +198,7 @@ class Session:
                     return None
                 wait = _POP_SLICE_S if end is None else max(0.0, min(_POP_SLICE_S, end - time.monotonic()))
                 try:
-                    packet = video.encoder.queue.pop(wait)
+                    packet = queue.pop(wait)
                 except ReactorTimeoutError:
                     packet = None
                 except ClosedError:
@@ -201,27 +206,50 @@ class Session:
                 if packet is not None:
                     self._record(stats, packet)
                     return packet
-                if self._ended.is_set() and self._all_out(video):
+                if self._ended.is_set() and self._all_out(video, queue):
                     return None
             if end is not None and time.monotonic() >= end:
                 raise ReactorTimeoutError(f"no packet from track '{name}' within {timeout} s")
 
-    def packets(self, timeout: float | None = None, track: str | None = None) -> Iterator[_C.Packet]:
+    def packets(
+        self, timeout: float | None = None, track: str | None = None, codec: str | None = None
+    ) -> Iterator[_C.Packet]:
         """Encoded frames as they come; ends when the session has ended and its last frame is out."""
         while True:
-            packet = self.next_packet(timeout, track)
+            packet = self.next_packet(timeout, track, codec)
             if packet is None:
                 return
             yield packet
 
-    def _all_out(self, video: VideoTrack) -> bool:
+    def _all_out(self, video: VideoTrack, queue: _C.PacketQueue) -> bool:
         try:
             video.encoder.flush(0.0)
         except ReactorTimeoutError:
             return False
         except EncodeError:
             return True
-        return video.encoder.queue.size == 0
+        return queue.size == 0
+
+    # -- encoder controls (any thread; the encoder applies them from its next frame) -------------
+
+    @property
+    def codecs(self) -> list[str]:
+        """The default track's outputs, the primary first (engine settings ``codec``, ``extra_codecs``)."""
+        return list(self._track(None).codecs)
+
+    def set_output_enabled(self, codec: str, enabled: bool, track: str | None = None) -> None:
+        """Run (or stop running) one output's codec; an output enabled again starts with a key frame."""
+        video = self._track(track)
+        video.queue(codec)  # an unknown output is named in the error
+        video.encoder.set_output_enabled(codec, enabled)
+
+    def request_keyframe(self, track: str | None = None) -> None:
+        """Make the track's next VP8 frame a key frame (a new viewer can start decoding there)."""
+        self._track(track).encoder.request_keyframe()
+
+    def set_bitrate(self, bps: int, track: str | None = None) -> None:
+        """Set the track's VP8 target bitrate (bits/s, 10 kbit/s to 1 Gbit/s) from its next frame on."""
+        self._track(track).encoder.set_bitrate(bps)
 
     def _record(self, stats: _TrackStats, packet: _C.Packet) -> None:
         stats.packets += 1

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from reactor_engine.errors import FrameError, NoActiveSession, ReactorTimeoutError
+from reactor_engine.errors import FrameError, InvalidArgumentError, NoActiveSession, ReactorTimeoutError
 from reactor_engine.pacing import FramePacer, LatencyWindow
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ class VideoTrack:
         self.name = name
         self.ring = ring
         self.encoder = encoder
+        self.codecs: tuple[str, ...] = tuple(encoder.codecs)  # its outputs, the primary first
         self.max_width = ring.max_width
         self.max_height = ring.max_height
         self._default_size = (height, width)
@@ -146,8 +147,21 @@ class VideoTrack:
             self._release_packets()
 
     def _release_packets(self) -> None:
-        while (packet := self.encoder.queue.try_pop()) is not None:
-            packet.release()
+        for codec in self.codecs:
+            queue = self.encoder.queue_for(codec)
+            while (packet := queue.try_pop()) is not None:
+                packet.release()
+
+    def queue(self, codec: str | None = None) -> _C.PacketQueue:
+        """The packet queue of one of the track's outputs (``None``: the primary)."""
+        if codec is None:
+            return self.encoder.queue
+        if codec not in self.codecs:
+            raise InvalidArgumentError(
+                f"track '{self.name}' has no {codec!r} output; its outputs are: {', '.join(self.codecs)} "
+                f"(add one with the engine setting extra_codecs)"
+            )
+        return self.encoder.queue_for(codec)
 
     def begin_session(self, ctx: SessionContext) -> None:
         self._session = ctx

@@ -154,7 +154,7 @@ def test_engine_overrides_are_checked():
     ("override", "message"),
     [
         ("ring_slot=4", "unknown engine setting 'ring_slot'; known settings: max_width, "),
-        ("codec=h264", r"codec: Input should be 'jpeg', 'raw' or 'i420' \(got 'h264'\)"),
+        ("codec=h264", r"codec: Input should be 'jpeg', 'raw', 'i420' or 'vp8' \(got 'h264'\)"),
         ("ring_slots=1", r"ring_slots: Input should be greater than or equal to 2"),
         ("ring_slots=many", r"--engine.ring_slots=many: 'ring_slots' is int"),
         ("width=4000", r"width x height 4000x720 exceeds max_width x max_height 1280x720"),

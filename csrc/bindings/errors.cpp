@@ -78,6 +78,7 @@ void init_errors(py::module_& m) {
     info["cuda_reason"] = REACTOR_CUDA_REASON;
     info["cuda_archs"] = REACTOR_CUDA_ARCHS;
     info["jpeg"] = std::string("libjpeg-turbo ") + REACTOR_JPEG_VERSION;
+    info["vp8"] = std::string("libvpx ") + REACTOR_VPX_VERSION;
     info["compiler"] = __VERSION__;
     info["build_type"] = REACTOR_BUILD_TYPE;
     return info;

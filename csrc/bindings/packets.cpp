@@ -86,6 +86,7 @@ py::object wrap(const std::shared_ptr<PacketQueue>& queue, int index) {
 void init_packets(py::module_& m) {
   py::class_<PacketHandle> packet(m, "Packet", py::buffer_protocol());
   packet.def_property_readonly("codec", [](const PacketHandle& p) { return codec_name(p.meta.codec); })
+      .def_property_readonly("keyframe", [](const PacketHandle& p) { return p.meta.keyframe; })
       .def_property_readonly("frame_index", [](const PacketHandle& p) { return p.meta.frame_index; })
       .def_property_readonly("width", [](const PacketHandle& p) { return p.meta.width; })
       .def_property_readonly("height", [](const PacketHandle& p) { return p.meta.height; })
@@ -104,9 +105,9 @@ void init_packets(py::module_& m) {
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PacketHandle& p, const py::args&) { release_packet(p); })
       .def("__repr__", [](const PacketHandle& p) {
-        return std::string("<Packet ") + codec_name(p.meta.codec) + " frame " + std::to_string(p.meta.frame_index) +
-               " " + std::to_string(p.meta.width) + "x" + std::to_string(p.meta.height) + ", " +
-               std::to_string(p.meta.size) + " bytes>";
+        return std::string("<Packet ") + codec_name(p.meta.codec) + (p.meta.keyframe ? " key" : "") + " frame " +
+               std::to_string(p.meta.frame_index) + " " + std::to_string(p.meta.width) + "x" +
+               std::to_string(p.meta.height) + ", " + std::to_string(p.meta.size) + " bytes>";
       });
   // Replace pybind11's buffer slots with ours, which count exports (see PacketHandle).
   auto* heap_type = reinterpret_cast<PyHeapTypeObject*>(packet.ptr());

@@ -6,17 +6,26 @@
 #include <cstring>
 
 #include "core/Error.h"
+#include "core/Vp8Codec.h"
 
 namespace reactor {
 
-namespace {
+void TjDeleter::operator()(void* handle) const {
+  if (handle != nullptr) tjDestroy(handle);
+}
 
-struct TjDeleter {
-  void operator()(void* handle) const {
-    if (handle != nullptr) tjDestroy(handle);
-  }
-};
-using UniqueTjHandle = std::unique_ptr<void, TjDeleter>;
+UniqueTjHandle make_tj_compressor() {
+  UniqueTjHandle handle(tjInitCompress());
+  RE_CHECK(handle != nullptr, EncodeError, "tjInitCompress failed: ", tjGetErrorStr2(nullptr));
+  return handle;
+}
+
+void check_bitrate(int64_t bps) {
+  RE_CHECK(bps >= kMinBitrateBps && bps <= kMaxBitrateBps, InvalidArgument, "bitrate must be between ", kMinBitrateBps,
+           " and ", kMaxBitrateBps, " bits per second, got ", bps);
+}
+
+namespace {
 
 int tj_subsampling(Subsampling subsampling) {
   switch (subsampling) {
@@ -28,21 +37,16 @@ int tj_subsampling(Subsampling subsampling) {
   return TJSAMP_420;
 }
 
-UniqueTjHandle make_compressor() {
-  UniqueTjHandle handle(tjInitCompress());
-  RE_CHECK(handle != nullptr, EncodeError, "tjInitCompress failed: ", tjGetErrorStr2(nullptr));
-  return handle;
-}
-
 class RawCodec final : public FrameCodec {
  public:
   CodecKind kind() const override { return CodecKind::Raw; }
   size_t max_bytes(int64_t w, int64_t h) const override { return static_cast<size_t>(w * h * 3); }
-  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+  EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
+                      size_t capacity) override {
     const size_t bytes = static_cast<size_t>(w * h * 3);
     RE_CHECK(bytes <= capacity, EncodeError, "raw frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
     std::memcpy(dst, rgb, bytes);
-    return bytes;
+    return {bytes, true};
   }
 };
 
@@ -50,19 +54,20 @@ class RawCodec final : public FrameCodec {
 // lays planes out, an odd width or height pads the luma plane to the next even size.
 class I420Codec final : public FrameCodec {
  public:
-  I420Codec() : handle_(make_compressor()) {}
+  I420Codec() : handle_(make_tj_compressor()) {}
   CodecKind kind() const override { return CodecKind::I420; }
   size_t max_bytes(int64_t w, int64_t h) const override {
     return tjBufSizeYUV2(static_cast<int>(w), 1, static_cast<int>(h), TJSAMP_420);
   }
-  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+  EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
+                      size_t capacity) override {
     const size_t bytes = max_bytes(w, h);
     RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
     const int rc =
         tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst, 1, TJSAMP_420, 0);
     RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h,
              " frame failed: ", tjGetErrorStr2(handle_.get()));
-    return bytes;
+    return {bytes, true};
   }
 
  private:
@@ -72,18 +77,19 @@ class I420Codec final : public FrameCodec {
 class JpegCodec final : public FrameCodec {
  public:
   JpegCodec(int quality, Subsampling subsampling)
-      : handle_(make_compressor()), quality_(quality), subsampling_(tj_subsampling(subsampling)) {}
+      : handle_(make_tj_compressor()), quality_(quality), subsampling_(tj_subsampling(subsampling)) {}
   CodecKind kind() const override { return CodecKind::Jpeg; }
   size_t max_bytes(int64_t w, int64_t h) const override {
     return tjBufSize(static_cast<int>(w), static_cast<int>(h), subsampling_);
   }
-  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t capacity) override {
+  EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
+                      size_t capacity) override {
     unsigned char* out = dst;
     unsigned long size = capacity;  // NOLINT(runtime/int): TurboJPEG's own type
     const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out, &size,
                                subsampling_, quality_, TJFLAG_NOREALLOC);
     RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ", tjGetErrorStr2(handle_.get()));
-    return size;
+    return {static_cast<size_t>(size), true};
   }
 
  private:
@@ -116,7 +122,9 @@ CodecKind parse_codec(const std::string& name) {
   if (name == "raw") return CodecKind::Raw;
   if (name == "i420") return CodecKind::I420;
   if (name == "jpeg") return CodecKind::Jpeg;
-  RE_THROW(InvalidArgument, "unknown codec '", name, "'; expected 'raw', 'i420' or 'jpeg'");
+  if (name == "vp8") return CodecKind::Vp8;
+  RE_THROW(InvalidArgument, "unknown codec '", name,
+           "'; expected 'raw', 'i420' or 'jpeg' (images), or 'vp8' (a video stream)");
 }
 
 std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
@@ -127,6 +135,7 @@ std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
       RE_CHECK(options.quality >= 1 && options.quality <= 100, InvalidArgument,
                "JPEG quality must be between 1 and 100, got ", options.quality);
       return std::make_unique<JpegCodec>(options.quality, options.subsampling);
+    case CodecKind::Vp8: return make_vp8_codec(options);
   }
   RE_THROW(InvalidArgument, "unknown codec");
 }

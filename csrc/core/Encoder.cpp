@@ -1,4 +1,4 @@
-// Encoder thread loop: packet buffer first, then the oldest ready slot, encode, publish, release.
+// Encoder thread loop: the primary's packet buffer, then the oldest ready slot, encode per output, release.
 #include "core/Encoder.h"
 
 #include <pthread.h>
@@ -10,17 +10,60 @@
 
 namespace reactor {
 
-Encoder::Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity)
-    : Encoder(ring, make_codec(options), queue_capacity) {}
+namespace {
+
+std::vector<std::unique_ptr<FrameCodec>> make_codecs(const CodecOptions& options,
+                                                     const std::vector<CodecKind>& extra_codecs) {
+  std::vector<std::unique_ptr<FrameCodec>> codecs;
+  codecs.push_back(make_codec(options));
+  for (CodecKind kind : extra_codecs) {
+    CodecOptions extra = options;
+    extra.kind = kind;
+    codecs.push_back(make_codec(extra));
+  }
+  return codecs;
+}
+
+std::vector<std::unique_ptr<FrameCodec>> one_codec(std::unique_ptr<FrameCodec> codec) {
+  std::vector<std::unique_ptr<FrameCodec>> codecs;
+  codecs.push_back(std::move(codec));
+  return codecs;
+}
+
+}  // namespace
+
+Encoder::Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity,
+                 const std::vector<CodecKind>& extra_codecs)
+    : Encoder(std::move(ring), make_codecs(options, extra_codecs), queue_capacity, options.bitrate_bps) {}
 
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> codec, int64_t queue_capacity)
-    : ring_(std::move(ring)), codec_(std::move(codec)) {
+    : Encoder(std::move(ring), one_codec(std::move(codec)), queue_capacity) {}
+
+Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<FrameCodec>> codecs,
+                 int64_t queue_capacity, int64_t bitrate_bps)
+    : ring_(std::move(ring)), bitrate_bps_(bitrate_bps) {
   RE_CHECK(ring_ != nullptr, InvalidArgument, "an encoder needs a frame ring");
   RE_CHECK(!ring_->closed(), Closed, "the frame ring is closed");
-  queue_ = std::make_shared<PacketQueue>(
-      queue_capacity, static_cast<int64_t>(codec_->max_bytes(ring_->max_width(), ring_->max_height())));
+  RE_CHECK(!codecs.empty(), InvalidArgument, "an encoder needs at least one codec");
+  check_bitrate(bitrate_bps);
   stash_ = ring_->error_stash();
-  queue_->attach_error_stash(stash_);
+  for (auto& codec : codecs) {
+    RE_CHECK(codec != nullptr, InvalidArgument, "an encoder output needs a codec");
+    const CodecKind kind = codec->kind();
+    for (const auto& out : outputs_) {
+      RE_CHECK(out->kind != kind, InvalidArgument, "codec '", codec_name(kind), "' is given twice",
+               kind == outputs_[0]->kind ? " (it is the primary codec)" : "", "; each output has its own codec");
+    }
+    codec->reserve(ring_->max_width(), ring_->max_height());
+    auto out = std::make_unique<Output>();
+    out->kind = kind;
+    out->queue = std::make_shared<PacketQueue>(
+        queue_capacity, static_cast<int64_t>(codec->max_bytes(ring_->max_width(), ring_->max_height())));
+    out->queue->attach_error_stash(stash_);
+    out->codec = std::move(codec);
+    outputs_.push_back(std::move(out));
+  }
+  outputs_[0]->enabled = true;
   running_ = true;
   thread_ = std::thread([this] { run(); });
   // Named here, not in run(), so it carries the name as soon as the constructor returns: told
@@ -30,44 +73,125 @@ Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> co
 
 Encoder::~Encoder() { close(); }
 
+Encoder::Output& Encoder::output(CodecKind codec) const {
+  for (const auto& out : outputs_) {
+    if (out->kind == codec) return *out;
+  }
+  std::string names;
+  for (const auto& out : outputs_) names += std::string(names.empty() ? "" : ", ") + codec_name(out->kind);
+  RE_THROW(InvalidArgument, "the encoder has no '", codec_name(codec), "' output; its outputs are: ", names);
+}
+
+std::vector<CodecKind> Encoder::codecs() const {
+  std::vector<CodecKind> kinds;
+  for (const auto& out : outputs_) kinds.push_back(out->kind);
+  return kinds;
+}
+
+void Encoder::set_output_enabled(CodecKind codec, bool enabled) {
+  Output& out = output(codec);
+  if (enabled) {
+    // A consumer that starts now needs a key frame first.
+    if (!out.enabled.load()) out.keyframe_requested = true;
+    out.enabled = true;
+  } else {
+    out.enabled = false;
+    out.queue->wake_producer();  // the thread may be waiting for this output's buffer
+  }
+}
+
+void Encoder::request_keyframe() {
+  for (auto& out : outputs_) out->keyframe_requested = true;
+}
+
+void Encoder::set_bitrate(int64_t bps) {
+  check_bitrate(bps);
+  bitrate_bps_ = bps;
+}
+
 void Encoder::run() noexcept {
-  Stats& stats = ring_->stats();
+  Output& primary = *outputs_[0];
   int64_t last_publish_ns = -1;
   while (!cancel_.load()) {
-    // A buffer first: while the encoder waits for the consumer, frames stay ready in the ring,
-    // where the ring's policy (not this thread) decides what is dropped.
-    const int buffer = queue_->acquire_buffer(cancel_);
-    if (buffer < 0) break;
+    // The primary's buffer first: while the encoder waits for its consumer, frames stay ready in
+    // the ring, where the ring's policy (not this thread) decides what is dropped. Disabling the
+    // primary ends the wait.
+    int primary_buffer = -1;
+    if (primary.enabled.load()) {
+      primary_buffer = primary.queue->acquire_buffer(cancel_, &primary.enabled);
+      if (primary_buffer < 0 && (cancel_.load() || primary.queue->closed())) break;
+    }
     const int slot = ring_->take(cancel_);
     if (slot < 0) {
-      queue_->discard(buffer);
+      if (primary_buffer >= 0) primary.queue->discard(primary_buffer);
       break;
     }
+    Stats& stats = ring_->stats();
     const FrameMeta& frame = ring_->meta(slot);
-    PacketMeta& packet = queue_->meta(buffer);
-    static_cast<FrameMeta&>(packet) = frame;
-    packet.codec = codec_->kind();
-    packet.t_encode_start_ns = now_ns();
-    stats.record(Latency::QueueWait, packet.t_encode_start_ns - frame.t_commit_ns);
-    try {
-      packet.size = codec_->encode(ring_->slot_data(slot), frame.width, frame.height, queue_->buffer(buffer),
-                                   queue_->max_packet_bytes());
-      packet.t_encode_end_ns = now_ns();
-      packet.t_publish_ns = packet.t_encode_end_ns;
-      stats.record(Latency::Encode, packet.t_encode_end_ns - packet.t_encode_start_ns);
-      stats.record(Latency::CommitToPacket, packet.t_publish_ns - frame.t_commit_ns);
-      if (last_publish_ns >= 0) stats.record(Latency::PacketGap, packet.t_publish_ns - last_publish_ns);
-      last_publish_ns = packet.t_publish_ns;
-      stats.counters.frames_encoded.fetch_add(1, std::memory_order_relaxed);
-      queue_->publish(buffer);
-    } catch (...) {
-      stats.counters.encode_errors.fetch_add(1, std::memory_order_relaxed);
-      stash_->set(std::current_exception());
-      queue_->discard(buffer);
+    stats.record(Latency::QueueWait, now_ns() - frame.t_commit_ns);
+    bool published = false;
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      Output& out = *outputs_[i];
+      int buffer = primary_buffer;
+      if (i > 0) {
+        if (!out.enabled.load()) continue;  // a disabled output costs nothing
+        buffer = out.queue->try_acquire_buffer();
+        if (buffer < 0) {
+          out.counters.frames_dropped.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+      }
+      if (buffer < 0) continue;
+      if (!encode_into(out, slot, buffer)) continue;
+      if (!published) {
+        // The ring's figures describe each frame's first packet (the primary's when it is enabled),
+        // counted before it is published, so a consumer that has the packet sees the counts too.
+        published = true;
+        const PacketMeta& packet = out.queue->meta(buffer);
+        stats.record(Latency::Encode, packet.t_encode_end_ns - packet.t_encode_start_ns);
+        stats.record(Latency::CommitToPacket, packet.t_publish_ns - frame.t_commit_ns);
+        if (last_publish_ns >= 0) stats.record(Latency::PacketGap, packet.t_publish_ns - last_publish_ns);
+        last_publish_ns = packet.t_publish_ns;
+        stats.counters.frames_encoded.fetch_add(1, std::memory_order_relaxed);
+      }
+      out.queue->publish(buffer);
     }
     ring_->release(slot);
   }
   running_ = false;
+}
+
+bool Encoder::encode_into(Output& out, int slot, int buffer) noexcept {
+  const FrameMeta& frame = ring_->meta(slot);
+  PacketMeta& packet = out.queue->meta(buffer);
+  static_cast<FrameMeta&>(packet) = frame;
+  packet.codec = out.kind;
+  packet.t_encode_start_ns = now_ns();
+  const FrameControl control{out.keyframe_requested.exchange(false), bitrate_bps_.load(std::memory_order_relaxed),
+                             frame.pts_ns};
+  try {
+    const EncodedFrame encoded = out.codec->encode(ring_->slot_data(slot), frame.width, frame.height, control,
+                                                   out.queue->buffer(buffer), out.queue->max_packet_bytes());
+    if (encoded.size == 0) {  // the codec skipped the frame
+      out.queue->discard(buffer);
+      out.counters.frames_dropped.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    packet.size = encoded.size;
+    packet.keyframe = encoded.keyframe;
+    packet.t_encode_end_ns = now_ns();
+    packet.t_publish_ns = packet.t_encode_end_ns;
+    out.counters.frames_encoded.fetch_add(1, std::memory_order_relaxed);
+    if (encoded.keyframe) out.counters.keyframes.fetch_add(1, std::memory_order_relaxed);
+    out.counters.bytes.fetch_add(encoded.size, std::memory_order_relaxed);
+    return true;
+  } catch (...) {
+    if (control.keyframe) out.keyframe_requested = true;  // still owed to whoever asked
+    ring_->stats().counters.encode_errors.fetch_add(1, std::memory_order_relaxed);
+    stash_->set(std::current_exception());
+    out.queue->discard(buffer);
+    return false;
+  }
 }
 
 void Encoder::flush(int64_t timeout_ns) {
@@ -85,9 +209,9 @@ void Encoder::close() {
   if (thread_.joinable()) {
     cancel_ = true;
     ring_->wake_consumer();
-    queue_->wake_producer();
+    for (auto& out : outputs_) out->queue->wake_producer();
     thread_.join();
-    queue_->close();
+    for (auto& out : outputs_) out->queue->close();
   }
 }
 

@@ -1,10 +1,12 @@
-// Encoder: the one native thread that drains a FrameRing, encodes, and publishes to a PacketQueue.
+// Encoder: the one native thread that drains a FrameRing, encodes each frame once per enabled output
+// (a codec and its PacketQueue), and publishes the packets.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "core/Codec.h"
 #include "core/FrameRing.h"
@@ -12,14 +14,31 @@
 
 namespace reactor {
 
+// What one output did; the encoder thread counts, any thread reads.
+struct OutputCounters {
+  std::atomic<uint64_t> frames_encoded{0};  // packets published
+  std::atomic<uint64_t> keyframes{0};       // of which key frames
+  std::atomic<uint64_t> bytes{0};           // their bytes
+  std::atomic<uint64_t> frames_dropped{0};  // enabled, but no free packet buffer (extra outputs) or no output
+};
+
 // Note: the thread starts in the constructor and is joined by close() or the destructor, which
 // cancel every wait it can be in (a ready slot, a free packet buffer) so joining never hangs.
 // It never touches Python; a failure is counted, stashed, and re-raised at the next call of the
 // producer (acquire/commit/write), the consumer (pop) or the owner (check/flush/close).
+//
+// Outputs: the primary (outputs()[0]) starts enabled, extra ones disabled; a disabled output's codec
+// does not run. Per frame the thread waits for a primary packet buffer before it takes the slot, so
+// that while the primary's consumer lags, frames wait in the ring and its policy decides the drops.
+// An extra output never makes it wait: with no free buffer that output drops the frame (counted).
 class Encoder {
  public:
-  Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity);
-  // Takes a ready-made codec: for tests that need one that fails.
+  // The primary codec options.kind, then one output per extra codec (same options otherwise).
+  Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity,
+          const std::vector<CodecKind>& extra_codecs = {});
+  // Takes ready-made codecs, the primary first: for tests that need one that fails.
+  Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<FrameCodec>> codecs, int64_t queue_capacity,
+          int64_t bitrate_bps = CodecOptions{}.bitrate_bps);
   Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> codec, int64_t queue_capacity);
   ~Encoder();
   Encoder(const Encoder&) = delete;
@@ -31,17 +50,39 @@ class Encoder {
   void close();
   bool running() const { return running_.load(); }
 
-  const std::shared_ptr<PacketQueue>& queue() const { return queue_; }
+  const std::shared_ptr<PacketQueue>& queue() const { return outputs_[0]->queue; }  // the primary's
+  const std::shared_ptr<PacketQueue>& queue_for(CodecKind codec) const { return output(codec).queue; }
   const std::shared_ptr<FrameRing>& ring() const { return ring_; }
-  CodecKind codec() const { return codec_->kind(); }
+  CodecKind codec() const { return outputs_[0]->kind; }
+  std::vector<CodecKind> codecs() const;  // primary first
+
+  // Any thread, no lock: applied from the next frame the encoder thread takes.
+  void set_output_enabled(CodecKind codec, bool enabled);  // enabling one requests a key frame of it
+  bool output_enabled(CodecKind codec) const { return output(codec).enabled.load(); }
+  const OutputCounters& output_counters(CodecKind codec) const { return output(codec).counters; }
+  void request_keyframe();  // every output's next frame is a key frame
+  void set_bitrate(int64_t bps);
+  int64_t bitrate() const { return bitrate_bps_.load(); }
 
  private:
+  struct Output {
+    CodecKind kind;
+    std::unique_ptr<FrameCodec> codec;
+    std::shared_ptr<PacketQueue> queue;
+    std::atomic<bool> enabled{false};
+    std::atomic<bool> keyframe_requested{false};
+    OutputCounters counters;
+  };
+
+  Output& output(CodecKind codec) const;  // throws InvalidArgument naming the outputs there are
   void run() noexcept;
+  // Encodes the slot into buffer, ready to publish; false: nothing to publish (buffer discarded).
+  bool encode_into(Output& out, int slot, int buffer) noexcept;
 
   std::shared_ptr<FrameRing> ring_;
-  std::unique_ptr<FrameCodec> codec_;
-  std::shared_ptr<PacketQueue> queue_;
+  std::vector<std::unique_ptr<Output>> outputs_;
   std::shared_ptr<ErrorStash> stash_;
+  std::atomic<int64_t> bitrate_bps_;
   std::atomic<bool> cancel_{false};
   std::atomic<bool> running_{false};
   std::thread thread_;

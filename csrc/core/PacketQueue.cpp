@@ -22,6 +22,7 @@ const char* codec_name(CodecKind codec) {
     case CodecKind::Raw: return "raw";
     case CodecKind::I420: return "i420";
     case CodecKind::Jpeg: return "jpeg";
+    case CodecKind::Vp8: return "vp8";
   }
   return "unknown";
 }
@@ -52,10 +53,17 @@ PacketQueue::~PacketQueue() {
   if (event_fd_ >= 0) ::close(event_fd_);
 }
 
-int PacketQueue::acquire_buffer(const std::atomic<bool>& cancel) {
+int PacketQueue::acquire_buffer(const std::atomic<bool>& cancel, const std::atomic<bool>* enabled) {
   std::unique_lock<std::mutex> lock(mutex_);
-  pool_cv_.wait(lock, [&] { return free_size_ > 0 || closed_ || cancel.load(); });
-  if (closed_ || cancel.load()) return -1;
+  auto stop = [&] { return closed_ || cancel.load() || (enabled != nullptr && !enabled->load()); };
+  pool_cv_.wait(lock, [&] { return free_size_ > 0 || stop(); });
+  if (stop()) return -1;
+  return free_[--free_size_];
+}
+
+int PacketQueue::try_acquire_buffer() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_ || free_size_ == 0) return -1;
   return free_[--free_size_];
 }
 

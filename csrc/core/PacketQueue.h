@@ -14,12 +14,13 @@
 
 namespace reactor {
 
-enum class CodecKind : uint8_t { Raw = 0, I420 = 1, Jpeg = 2 };
+enum class CodecKind : uint8_t { Raw = 0, I420 = 1, Jpeg = 2, Vp8 = 3 };
 const char* codec_name(CodecKind codec);
 
 // A packet carries its frame's metadata unchanged, plus what the encoder adds.
 struct PacketMeta : FrameMeta {
   CodecKind codec = CodecKind::Raw;
+  bool keyframe = true;  // decodable on its own: every raw, I420 and JPEG packet; VP8 key frames
   int64_t t_encode_start_ns = 0;
   int64_t t_encode_end_ns = 0;
   int64_t t_publish_ns = 0;
@@ -36,8 +37,10 @@ class PacketQueue {
   PacketQueue(const PacketQueue&) = delete;
   PacketQueue& operator=(const PacketQueue&) = delete;
 
-  // Producer (encoder thread): a pool buffer, waiting until one is free; -1 on close or cancel.
-  int acquire_buffer(const std::atomic<bool>& cancel);
+  // Producer (encoder thread): a pool buffer, waiting until one is free; -1 on close or cancel,
+  // or once *enabled (when given) turns false: a disabled output stops waiting for its consumer.
+  int acquire_buffer(const std::atomic<bool>& cancel, const std::atomic<bool>* enabled = nullptr);
+  int try_acquire_buffer();  // a pool buffer if one is free now, else -1
   uint8_t* buffer(int index) const { return buffers_[index]; }
   PacketMeta& meta(int index) { return metas_[index]; }
   const PacketMeta& meta(int index) const { return metas_[index]; }

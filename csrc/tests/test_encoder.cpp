@@ -17,10 +17,10 @@ class FailingCodec final : public FrameCodec {
   explicit FailingCodec(int64_t fail_index) : fail_index_(fail_index) {}
   CodecKind kind() const override { return CodecKind::Raw; }
   size_t max_bytes(int64_t w, int64_t h) const override { return static_cast<size_t>(w * h * 3); }
-  size_t encode(const uint8_t* rgb, int64_t w, int64_t h, uint8_t* dst, size_t) override {
+  EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst, size_t) override {
     if (rgb[0] == fail_index_) throw EncodeError("injected failure");
     std::memcpy(dst, rgb, static_cast<size_t>(w * h * 3));
-    return static_cast<size_t>(w * h * 3);
+    return {static_cast<size_t>(w * h * 3), true};
   }
 
  private:
