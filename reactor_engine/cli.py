@@ -155,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     http.add_argument("--port", type=_port, default=8080, help="port (default: 8080; 0: any free port)")
     http.add_argument("--max-clients", type=_positive_int, default=8, help="clients per session (default: 8)")
+    http.add_argument(
+        "--auth-token", metavar="TOKEN", default=os.environ.get("REACTOR_AUTH_TOKEN") or None,
+        help="every request must carry it (Authorization: Bearer TOKEN, or ?token=TOKEN in the URL); "
+        "required to bind a non-loopback --host (default: $REACTOR_AUTH_TOKEN)",
+    )  # fmt: skip
+    http.add_argument(
+        "--insecure", action="store_true",
+        help="allow a non-loopback --host without an access token: anyone who can reach it may use it",
+    )  # fmt: skip
     headless = run.add_argument_group("headless runtime")
     headless.add_argument("--output", metavar="DIR", help="folder for frames and stats.json (required)")
     headless.add_argument("--frames", type=_positive_int, metavar="N", help="end the session after N frames")
@@ -238,22 +247,29 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
         raise _usage("--output, --frames, --seconds and --commands belong to --runtime headless")
     from reactor_engine.engine import Engine
     from reactor_engine.runtimes.http import HttpOptions, serve
+    from reactor_engine.transports.guard import LOOPBACK_HOSTS
 
+    if args.host not in LOOPBACK_HOSTS and args.auth_token is None and not args.insecure:
+        raise _usage(
+            f"--host {args.host} makes the server reachable from other machines: set an access token "
+            f"(--auth-token TOKEN or the REACTOR_AUTH_TOKEN environment variable), or pass --insecure"
+        )
+    if args.insecure and args.auth_token is None and args.host not in LOOPBACK_HOSTS:
+        _log.warning("binding %s with --insecure: anyone who can reach it may use it", args.host)
     target = args.target or DEMO_TARGET
     engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
     _load_in_background(engine)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        _log.warning(
-            "binding %s: the server is reachable from other machines and has no authentication", args.host
-        )
+    options = HttpOptions(max_clients=args.max_clients, auth_token=args.auth_token)
+    token_query = f"?token={args.auth_token}" if args.auth_token else ""
     try:
         serve(
             engine,
             args.host,
             args.port,
-            HttpOptions(max_clients=args.max_clients),
+            options,
             access_log=args.verbose,
-            on_started=lambda url: _log.info("serving model '%s': open %s", engine.name, url),
+            on_started=lambda url: _log.info("serving model '%s': open %s%s", engine.name, url, token_query),
+            insecure=args.insecure,
         )
     finally:
         engine.close()
@@ -419,7 +435,7 @@ def _info(args: argparse.Namespace, overrides: CliOverrides) -> int:
     build, gpu = info["build"], info["gpu"]
     print(f"reactor-engine {info['version']} (Python {info['python']})")
     print(f"native core: {build.get('build_type', '?')} build, compiler {build.get('compiler', '?')}")
-    print(f"  codecs: raw, i420, jpeg ({build.get('jpeg', 'unknown')})")
+    print(f"  codecs: raw, i420, jpeg ({build.get('jpeg', 'unknown')}), vp8 ({build.get('vp8', 'unknown')})")
     cuda = build.get("cuda", "?")
     archs = f", archs {build['cuda_archs']}" if build.get("cuda_archs") else ""
     print(

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
@@ -79,14 +79,20 @@ class Frame:
 
 
 class ReactorClient:
-    """HTTP calls to one server; ``connect`` opens a session's WebSocket."""
+    """HTTP calls to one server; ``connect`` opens a session's WebSocket. ``token``: the server's
+    access token (``--auth-token``), sent as ``Authorization: Bearer`` (and ``?token=`` on the
+    WebSocket, as browsers must)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8080", timeout: float = 10.0, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
+        self.token = token
 
     def _request(self, method: str, path: str) -> tuple[int, Any]:
-        request = urllib.request.Request(self.base_url + path, method=method)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(self.base_url + path, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status, body = response.status, response.read()
@@ -149,8 +155,9 @@ class ReactorClient:
         """Open the session's WebSocket; raises ``ClientError`` when the server refuses it."""
         parts = urlsplit(self.base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
+        query = urlencode({"token": self.token}) if self.token else ""
         url = urlunsplit(
-            (scheme, parts.netloc, f"{parts.path}sessions/{quote(session_id, safe='')}/ws", "", "")
+            (scheme, parts.netloc, f"{parts.path}sessions/{quote(session_id, safe='')}/ws", query, "")
         )
         # Entered as a context manager (websockets >= 17.1 warns otherwise); StreamConnection closes it.
         connection = ws_connect(url, open_timeout=timeout or self.timeout, max_size=64 << 20).__enter__()

@@ -136,3 +136,10 @@ def test_a_syntax_error_in_a_model_file_is_a_one_line_error(tmp_path):
     done = run_cli("capabilities", "model.py", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("reactor-engine: error: syntax error in") and "Traceback" not in done.stderr
+
+
+def test_a_non_loopback_bind_without_a_token_is_refused_with_how_to_set_one(tmp_path):
+    done = run_cli("run", "--host", "0.0.0.0", "--port", "0", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2
+    assert "--auth-token TOKEN or the REACTOR_AUTH_TOKEN environment variable" in done.stderr
+    assert "--insecure" in done.stderr

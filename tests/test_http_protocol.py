@@ -21,7 +21,8 @@ from starlette.routing import Mount
 
 from reactor_engine import CommandError, Engine, VideoModel, VideoOut, command, get_ctx, model
 from reactor_engine.client import ClientError, ReactorClient
-from reactor_engine.runtimes.http import HttpOptions, HttpRuntime, _Server
+from reactor_engine.runtimes.http import _Server
+from reactor_engine.transports.app import HttpApp, HttpOptions
 
 ENGINE = {
     "max_width": 64,
@@ -75,7 +76,7 @@ class LevelModel(VideoModel):
 class RunningServer:
     def __init__(self, engine: Engine, options: HttpOptions, mount: str = "") -> None:
         self.engine = engine
-        self.runtime = HttpRuntime(engine, options)
+        self.runtime = HttpApp(engine, options)
         app = Starlette(routes=[Mount(mount, self.runtime.app)]) if mount else self.runtime.app
         urls: list[str] = []
         config = uvicorn.Config(
@@ -387,10 +388,27 @@ def test_shutdown_stops_the_session_and_closes_its_clients(server):
     assert server.engine.current_session is None
 
 
-def test_engine_asgi_app_is_the_http_runtime_of_that_engine():
+def test_engine_asgi_app_is_the_http_app_of_that_engine():
     with Engine(LevelModel, engine_config=ENGINE) as engine:
         app = engine.asgi_app(max_clients=2)
         assert isinstance(app, Starlette)
-        assert isinstance(app.state.runtime, HttpRuntime)
+        assert isinstance(app.state.runtime, HttpApp)
         with pytest.raises(ValueError, match=r"HttpOptions\.max_clients must be >= 1; got 0"):
             engine.asgi_app(max_clients=0)
+
+
+def test_a_vp8_engine_with_extra_jpeg_streams_jpeg_to_websocket_and_mjpeg_clients():
+    running = start_server(codec="vp8", extra_codecs=["jpeg"])
+    try:
+        sid = running.client.create_session()
+        with running.client.connect(sid) as stream:
+            assert stream.hello["codec"] == "jpeg"
+            frame = stream.next_frame()
+            assert frame.codec == "jpeg" and Image.open(io.BytesIO(frame.data)).format == "JPEG"
+            with urllib.request.urlopen(running.url + f"sessions/{sid}/mjpeg", timeout=10) as response:
+                assert response.readline().strip() == b"--reactorframe"
+        runtime = running.client.session_stats(sid)["runtime"]
+        assert runtime["frames_sent_by_codec"]["vp8"] > 0 and runtime["frames_sent_by_codec"]["jpeg"] > 0
+    finally:
+        running.stop()
+        running.engine.close()

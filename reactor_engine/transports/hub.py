@@ -1,0 +1,453 @@
+"""The session hub: the running session and its clients of every transport, on the asyncio loop.
+
+Transport-neutral (nothing here speaks HTTP): starts and stops sessions, keeps the stats of recently
+ended ones, registers clients (``max_clients`` counted across kinds), runs the orphan timer, fans
+packets, model messages and session events out to the clients, and dispatches commands. A transport
+(``ws``, ``mjpeg``, ``webrtc``) only turns wire messages into these calls and hub callbacks
+(``HubClient``) into wire messages.
+
+Threads: every method runs on the one asyncio loop thread. Packets come off the native queue of each
+codec some client wants when its eventfd wakes the loop (``loop.add_reader``), never through a
+thread per client; the blocking ``Engine``/``Session`` calls (start, stop, waiting for model
+messages) run in worker threads (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from reactor_engine.errors import (
+    ClosedError,
+    CommandError,
+    EngineBusy,
+    ReactorError,
+    ReactorTimeoutError,
+    StateError,
+)
+from reactor_engine.transports.errors import (
+    CodecUnavailable,
+    CommandRejected,
+    CommandTimeout,
+    EngineNotReady,
+    HubError,
+    SessionBusy,
+    SessionNotFound,
+    ShuttingDown,
+    TooManyClients,
+)
+from reactor_engine.transports.live import CodecOutput, HubClient, HubOptions, LiveSession
+from reactor_engine.transports.metrics import HubMetrics
+
+if TYPE_CHECKING:
+    from reactor_engine import _C
+    from reactor_engine.engine import Engine
+    from reactor_engine.session import Session
+
+# The hub's whole API, its errors and parts included, importable from here.
+__all__ = [
+    "CodecUnavailable",
+    "CommandRejected",
+    "CommandTimeout",
+    "EngineNotReady",
+    "HubClient",
+    "HubError",
+    "HubOptions",
+    "LiveSession",
+    "SessionBusy",
+    "SessionEnded",
+    "SessionHub",
+    "SessionNotFound",
+    "ShuttingDown",
+    "TooManyClients",
+    "json_kind",
+    "valid_request_id",
+]
+
+_log = logging.getLogger("reactor_engine.hub")
+
+SessionEnded = Callable[[LiveSession, str], None]
+"""A callback of ``SessionHub.on_session_ended``: ``(live, reason)``, on the loop thread."""
+
+
+class SessionHub:
+    """One engine's sessions and their clients. ``shutdown()`` stops the session and closes the clients;
+    the engine itself is closed by its owner."""
+
+    def __init__(self, engine: Engine, options: HubOptions | None = None) -> None:
+        self.engine = engine
+        self.options = options or HubOptions()
+        orphan = self.options.orphan_timeout
+        self.orphan_timeout = float(engine.config.orphan_timeout if orphan is None else orphan)
+        self.metrics = HubMetrics(engine)
+        # The codecs the engine encodes, the primary first; clients may want any of them.
+        self.codecs: tuple[str, ...] = (engine.config.codec, *engine.config.extra_codecs)
+        self._live: LiveSession | None = None
+        self._ended: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+        self._ended_callbacks: list[SessionEnded] = []
+        self._starting = asyncio.Lock()
+        self._closing = False
+
+    @property
+    def current(self) -> LiveSession | None:
+        """The session being served (it may have ended and not yet been finished)."""
+        return self._live
+
+    @property
+    def closing(self) -> bool:
+        """True once ``shutdown()`` began: new sessions are refused."""
+        return self._closing
+
+    def live(self, session_id: str) -> LiveSession | None:
+        """The running session with that id, which clients may attach to."""
+        live = self._live
+        return live if live is not None and live.session_id == session_id and not live.finished else None
+
+    def ended(self, session_id: str) -> dict[str, Any] | None:
+        """The stats of a recently ended session (the last ``kept_sessions``)."""
+        return self._ended.get(session_id)
+
+    def on_session_ended(self, callback: SessionEnded) -> Callable[[], None]:
+        """Call ``callback(live, reason)`` as each session finishes, before its clients are closed;
+        returns a function that removes it."""
+        self._ended_callbacks.append(callback)
+        return lambda: self._ended_callbacks.remove(callback)
+
+    # -- session lifecycle ---------------------------------------------------------------------------
+
+    async def start_session(self) -> LiveSession:
+        """Start a session; ``HubError``: ``ShuttingDown``, ``EngineNotReady`` (``loading`` with
+        ``retry_after``, ``not_ready``, ``unhealthy``) or ``SessionBusy``."""
+        async with self._starting:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down")
+            if self._live is not None and self._live.session.ended:
+                await self._finish(self._live)
+            if self.engine.state == "loading":
+                why = "the model is still loading; retry shortly"
+                raise EngineNotReady(why, code="loading", retry_after=1)
+            try:
+                # May wait for the previous session's last frames to drain (bounded by flush_timeout).
+                session = await asyncio.to_thread(self.engine.session)
+            except EngineBusy:
+                current = self.engine.current_session
+                if current is None or self.engine.state == "unhealthy":
+                    # A session that ignores should_stop() still holds the engine: no session of the
+                    # client's exists to join, so this is not "busy".
+                    why = self.engine.state_reason or "the engine is unhealthy"
+                    raise EngineNotReady(why, code="unhealthy") from None
+                raise SessionBusy(
+                    "a session is running; this engine serves one session at a time",
+                    session_id=current.session_id,
+                ) from None
+            except (StateError, ClosedError):
+                state = self.engine.state
+                raise EngineNotReady(f"the engine cannot start a session while it is {state}") from None
+            live = LiveSession(session, self.codecs[0])
+            self._live = live
+            self.metrics.sessions_started.inc()
+            self.metrics.session_active.set(1)
+            # The primary output is always on, and read with no client too, so the encoder never
+            # waits on a full queue.
+            self._output(live, live.primary)
+            live.message_task = asyncio.create_task(self._forward_messages(live))
+            self._arm_orphan_timer(live)
+            _log.info("session started", extra={"session_id": session.session_id})
+        return live
+
+    async def stop(self, live: LiveSession, reason: str) -> None:
+        """Stop the session (bounded by the engine's stop grace); every caller waits for the same stop."""
+        if live.stopping is None:
+            _log.info("stopping session (%s)", reason, extra={"session_id": live.session_id})
+            live.stopping = asyncio.create_task(_stop_in_thread(live.session, reason))
+        await asyncio.shield(live.stopping)
+
+    async def shutdown(self) -> None:
+        """Refuse new sessions, stop the running one (reason ``shutdown``) and close its clients."""
+        self._closing = True
+        live = self._live
+        if live is None:
+            return
+        if not live.session.ended:
+            await self.stop(live, "shutdown")
+        if live.message_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(live.message_task), 2.0)
+        await self._finish(live)
+
+    def stats(self, live: LiveSession) -> dict[str, Any]:
+        """``Session.stats()`` plus ``runtime``: what the hub handed to its clients. A crash shows as
+        its kind and an ``error_id``; its text is in the server log under that id."""
+        stats = live.session.stats()
+        stats["error"], stats["error_id"] = live.public_error()
+        stats["runtime"] = {
+            "clients": len(live.clients),
+            "clients_by_kind": dict(collections.Counter(client.kind for client in live.clients)),
+            "frames_sent": sum(output.frames_sent for output in live.outputs.values()),
+            "frames_sent_by_codec": {codec: out.frames_sent for codec, out in live.outputs.items()},
+            "client_frames_dropped": live.client_frames_dropped,
+            "last_frame_index": live.last_frame_index,
+        }
+        return stats
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def attach(self, live: LiveSession, client: HubClient) -> None:
+        """Register a client: ``SessionNotFound``, ``CodecUnavailable`` or ``TooManyClients``.
+
+        Cancels the orphan timer; switches ``client.codec``'s encoder output on (counted: off again when
+        its last client leaves) and, for VP8, asks for a keyframe so the new client starts at once.
+        """
+        sid = live.session_id
+        if live.finished or self._live is not live:
+            raise SessionNotFound(f"session {sid!r} has ended")
+        codec = client.codec
+        if codec not in self.codecs:
+            raise CodecUnavailable(
+                f"{client.kind} clients take {codec} packets; this engine encodes "
+                f"{', '.join(self.codecs)} (add --engine.extra_codecs=[{codec}] or set "
+                f"--engine.codec={codec})"
+            )
+        if len(live.clients) >= self.options.max_clients:
+            raise TooManyClients(f"session {sid} has {len(live.clients)} clients, the most it takes")
+        output = self._output(live, codec)
+        if codec != live.primary and not output.enabled:
+            live.session.set_output_enabled(codec, True)
+            output.enabled = True
+        output.clients = (*output.clients, client)
+        live.clients = (*live.clients, client)
+        self.metrics.clients.labels(client.kind).inc()
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+        if codec == "vp8":
+            self.request_keyframe(live)
+
+    def detach(self, live: LiveSession, client: HubClient) -> None:
+        """Unregister a client (idempotent); arms the orphan timer when no client is left."""
+        if client in live.clients:
+            live.clients = tuple(other for other in live.clients if other is not client)
+            self.metrics.clients.labels(client.kind).dec()
+            output = live.outputs.get(client.codec)
+            if output is not None:
+                output.clients = tuple(other for other in output.clients if other is not client)
+                # Once finished the track's encoder may already serve the next session: leave it be.
+                if output.enabled and not output.clients and not live.finished:
+                    live.session.set_output_enabled(output.codec, False)
+                    output.enabled = False
+        self._arm_orphan_timer(live)
+
+    def frame_dropped(self, live: LiveSession, client: HubClient) -> None:
+        """A transport's buffer dropped a frame its slow client had not taken (stats and metrics)."""
+        live.client_frames_dropped += 1
+        self.metrics.client_frames_dropped.labels(client.kind).inc()
+
+    def request_keyframe(self, live: LiveSession) -> None:
+        """The next VP8 frame of the session's default track is a keyframe (a no-op for other codecs)."""
+        if not live.finished:
+            live.session.request_keyframe()
+
+    def set_bitrate(self, live: LiveSession, bps: int) -> None:
+        """The VP8 target bitrate of the session's default track, from the next frame on."""
+        if not live.finished:
+            live.session.set_bitrate(bps)
+
+    # -- commands ----------------------------------------------------------------------------------------
+
+    async def command(self, live: LiveSession, name: str, data: Any) -> Any:
+        """Apply a command; the handler's return value. ``CommandRejected`` (its ``code``:
+        ``unknown_command``, ``invalid_arguments`` naming each failing field, ``command_failed`` without
+        the handler's internal text, ``session_ended``) or ``CommandTimeout``."""
+        known = name in self.engine.spec.commands
+        label = name if known else "_unknown"
+        count = self.metrics.commands.labels
+        if data is not None and not isinstance(data, dict):
+            count(label, "invalid").inc()
+            raise CommandRejected(f'"data" must be an object of arguments; got {json_kind(data)}')
+        if not known:
+            count(label, "unknown").inc()
+            commands = ", ".join(sorted(self.engine.spec.commands)) or "none"
+            raise CommandRejected(
+                f"unknown command {name!r}; this model takes: {commands}", code="unknown_command"
+            )
+        session = live.session
+        try:
+            future = session.submit_command(name, data)
+        except CommandError as exc:
+            outcome, code = ("ended", "session_ended") if session.ended else ("invalid", "invalid_arguments")
+            count(label, outcome).inc()
+            raise CommandRejected(str(exc), code=code) from None
+        timeout = self.options.command_timeout
+        try:
+            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            count(label, "timeout").inc()
+            raise CommandTimeout(
+                f"command {name!r} was not applied within {timeout} s "
+                f"(the model has not reached a poll point)"
+            ) from None
+        except CommandError as exc:  # the handler failed; the message never holds its internal text
+            outcome, code = ("ended", "session_ended") if session.ended else ("failed", "command_failed")
+            count(label, outcome).inc()
+            raise CommandRejected(str(exc), code=code) from None
+        count(label, "ok").inc()
+        return result
+
+    # -- packets -------------------------------------------------------------------------------------------
+
+    def _output(self, live: LiveSession, codec: str) -> CodecOutput:
+        """The codec's output, its queue read from now until the session is finished."""
+        output = live.outputs.get(codec)
+        if output is None:
+            output = CodecOutput(codec, live.session.packet_queue(codec=codec), self.metrics)
+            live.outputs[codec] = output
+            asyncio.get_running_loop().add_reader(output.queue.fileno(), self._on_packets, live, output)
+            output.reading = True
+        return output
+
+    def _on_packets(self, live: LiveSession, output: CodecOutput) -> None:
+        """A queue's eventfd fired (loop thread): fan every ready packet out to the clients of its codec."""
+        if not output.reading:
+            return
+        output.queue.clear_event()  # before draining, so a packet published meanwhile wakes us again
+        for _ in range(2 * output.queue.capacity):  # bounded: the loop serves other work between bursts
+            try:
+                packet = live.next_packet(output.codec)
+            except ReactorTimeoutError:
+                return
+            except ReactorError:
+                sid = live.session_id
+                _log.exception("reading %s packets failed", output.codec, extra={"session_id": sid})
+                self._stop_reading(output)
+                return
+            if packet is None:  # the session has ended and its last frame is out
+                self._stop_reading(output)
+                return
+            with packet:
+                self._fan_out(live, output, packet)
+        # More than a burst was waiting: come back after the loop's other callbacks.
+        asyncio.get_running_loop().call_soon(self._on_packets, live, output)
+
+    def _fan_out(self, live: LiveSession, output: CodecOutput, packet: _C.Packet) -> None:
+        output.frames_sent += 1
+        output.sent.inc()
+        output.latency.observe(max(0, time.monotonic_ns() - packet.t_commit_ns) / 1e9)
+        live.last_frame_index = max(live.last_frame_index, packet.frame_index)
+        for client in output.clients:
+            try:
+                client.on_packet(packet)
+            except Exception:
+                self._client_failed(live, client, "packet")
+
+    def _stop_reading(self, output: CodecOutput) -> None:
+        if output.reading:
+            output.reading = False
+            with contextlib.suppress(ValueError, OSError, ReactorError):
+                asyncio.get_running_loop().remove_reader(output.queue.fileno())
+
+    def _client_failed(self, live: LiveSession, client: HubClient, what: str) -> None:
+        """A transport's callback raised: that client is closed and detached; the others go on."""
+        sid = live.session_id
+        _log.exception("a %s client failed on a %s; closing it", client.kind, what, extra={"session_id": sid})
+        with contextlib.suppress(Exception):
+            client.close(1011, "internal error")
+        self.detach(live, client)
+
+    # -- orphan timeout ----------------------------------------------------------------------------------
+
+    def _arm_orphan_timer(self, live: LiveSession) -> None:
+        if self.orphan_timeout <= 0 or live.clients or live.finished or live.orphan_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        live.orphan_timer = loop.call_later(self.orphan_timeout, self._orphaned, live)
+
+    def _orphaned(self, live: LiveSession) -> None:
+        live.orphan_timer = None
+        if not live.clients and not live.finished:
+            _log.info(
+                "no client for %.1f s: stopping the session", self.orphan_timeout,
+                extra={"session_id": live.session_id},
+            )  # fmt: skip
+            asyncio.get_running_loop().create_task(self.stop(live, "client_left"))
+
+    # -- model messages and the end of a session -----------------------------------------------------------
+
+    async def _forward_messages(self, live: LiveSession) -> None:
+        """Model messages and session events to every client, until the session has ended."""
+        try:
+            while True:
+                message = await asyncio.to_thread(live.session.next_message, 0.25)
+                if message is None:
+                    if live.session.ended:
+                        break
+                    continue
+                if message.get("type") == "event" and message.get("error") is not None:
+                    kind, error_id = live.public_error()
+                    message = {**message, "error": kind, "error_id": error_id}
+                for client in live.clients:
+                    try:
+                        client.on_message(message)
+                    except Exception:
+                        self._client_failed(live, client, "message")
+        finally:
+            await self._finish(live)
+
+    async def _finish(self, live: LiveSession) -> None:
+        """After the end: last frames out, clients closed, the session kept for its stats (idempotent)."""
+        if live.finished:
+            return
+        live.finished = True
+        for output in live.outputs.values():
+            self._on_packets(live, output)  # the frames published before the end
+            self._stop_reading(output)
+            if output.enabled:  # the next session finds the track's outputs as it found them
+                live.session.set_output_enabled(output.codec, False)
+                output.enabled = False
+        if live.orphan_timer is not None:
+            live.orphan_timer.cancel()
+            live.orphan_timer = None
+        session, sid = live.session, live.session_id
+        reason = session.end_reason or ("unhealthy" if session.state == "unhealthy" else "ended")
+        for callback in list(self._ended_callbacks):
+            try:
+                callback(live, reason)
+            except Exception:
+                _log.exception("a session-ended callback failed", extra={"session_id": sid})
+        for client in live.clients:
+            try:
+                client.close(1000, f"session ended: {reason}")
+            except Exception:
+                _log.exception("closing a %s client failed", client.kind, extra={"session_id": sid})
+        stats = self._ended[sid] = self.stats(live)
+        while len(self._ended) > self.options.kept_sessions:
+            self._ended.popitem(last=False)
+        if self._live is live:
+            self._live = None
+        self.metrics.sessions_ended.labels(reason).inc()
+        self.metrics.session_active.set(0)
+        sent = stats["runtime"]["frames_sent"]
+        _log.info("session ended (%s): %d packets sent", reason, sent, extra={"session_id": sid})
+
+
+async def _stop_in_thread(session: Session, reason: str) -> None:
+    await asyncio.to_thread(session.stop, reason)
+
+
+def valid_request_id(value: Any) -> bool:
+    """A request id clients may send: absent, a string of at most 128 characters, or an int."""
+    return (
+        value is None
+        or (isinstance(value, str) and len(value) <= 128)
+        or (isinstance(value, int) and not isinstance(value, bool))
+    )
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, for an error message: ``an object``, ``an array``, ``a string``, ..."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
