@@ -138,6 +138,7 @@ class EnginePipeline:
                 "subsampling": settings.subsampling,
                 "packet_queue": settings.packet_queue,
                 "fps": settings.fps,
+                "max_fps": 0.0,  # throughput figures: the safety cap on automatic pacing is off
                 "emit_timeout": settings.emit_timeout,
                 "codec": "jpeg",
             },

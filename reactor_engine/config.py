@@ -66,6 +66,7 @@ class EngineConfig(BaseModel):
     keyframe_interval: int = Field(ge=0)
     packet_queue: int = Field(ge=1, le=1024)
     fps: float = Field(ge=0)
+    max_fps: float = Field(ge=0)
     stop_grace: float = Field(gt=0)
     max_session_duration: float = Field(ge=0)
     flush_timeout: float = Field(gt=0)

@@ -154,10 +154,21 @@ class Engine:
             self._encoders.append(encoder)
             width = min(declared.width or cfg.width, cfg.max_width)
             height = min(declared.height or cfg.height, cfg.max_height)
-            fps = declared.rate or self.spec.emission_fps or cfg.fps
+            fps = self._track_fps(name, declared.rate or self.spec.emission_fps)
             self.tracks[name] = VideoTrack(
-                name, ring, encoder, width=width, height=height, fps=fps, emit_timeout=cfg.emit_timeout
+                name, ring, encoder, width=width, height=height, fps=fps, emit_timeout=cfg.emit_timeout,
+                max_fps=cfg.max_fps,
             )
+
+    def _track_fps(self, track: str, in_code: float | None) -> float:
+        """The engine setting (``--engine.fps``, ``engine_config``) beats the rate in the model's code."""
+        setting = self.config.fps
+        if setting > 0 and in_code and setting != in_code:
+            _log.info(
+                "track '%s': engine fps %g overrides the model's %g (VideoOut(rate=...) / emission_fps)",
+                track, setting, in_code,
+            )  # fmt: skip
+        return setting or in_code or 0.0
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class VideoTrack:
         height: int,
         fps: float,
         emit_timeout: float,
+        max_fps: float = 0.0,
     ) -> None:
         self.name = name
         self.ring = ring
@@ -108,7 +109,7 @@ class VideoTrack:
         self._emit_timeout = emit_timeout
         # Preallocated at engine start: emit(None) slices it, so a black frame costs no allocation.
         self._black: Frame = np.zeros((self.max_height, self.max_width, 3), dtype=np.uint8)
-        self.pacer = FramePacer(fps)
+        self.pacer = FramePacer(fps, max_fps=max_fps)
         self.emit_latency = LatencyWindow()
         self._session: SessionContext | None = None
         # The packet consumer side: only ``owner`` (the session now using this track) pops packets,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -16,6 +17,7 @@ from reactor_engine import (
     NoActiveSession,
     ReactorTimeoutError,
     VideoModel,
+    VideoOut,
     command,
     get_ctx,
     model,
@@ -442,3 +444,56 @@ def test_a_model_without_init_is_instantiated_with_its_config(small_engine_confi
         session = engine.session()
         assert session.wait(10)
         assert session.state == "ended"
+
+
+@model(name="rate-in-code")
+class RateInCode(VideoModel):
+    main_video = VideoOut(default=True, rate=30)
+
+    def __init__(self, config):
+        pass
+
+    def start_session(self):
+        while not get_ctx().should_stop():
+            get_ctx().get_track().emit(None)
+
+
+@model(name="no-compute")
+class NoCompute(VideoModel):
+    """The README's first snippet: no work between frames, automatic pacing."""
+
+    def __init__(self, config):
+        pass
+
+    def start_session(self):
+        frame = np.zeros((16, 16, 3), dtype=np.uint8)
+        while not get_ctx().should_stop():
+            get_ctx().get_track().emit(frame)
+
+
+@pytest.mark.parametrize("fps", [10.0, 60.0])
+def test_the_engine_fps_setting_beats_the_rate_in_the_models_code(fps, caplog):
+    config = {"max_width": 32, "max_height": 32, "width": 32, "height": 32, "codec": "raw", "fps": fps}
+    with (
+        caplog.at_level(logging.INFO, logger="reactor_engine.engine"),
+        Engine(RateInCode, engine_config=config) as engine,
+    ):
+        assert engine.tracks["main_video"].pacer.fps == fps
+    assert any(f"engine fps {fps:g} overrides the model's 30" in r.getMessage() for r in caplog.records)
+
+
+def test_without_an_engine_fps_the_rate_in_code_applies():
+    config = {"max_width": 32, "max_height": 32, "width": 32, "height": 32, "codec": "raw"}
+    with Engine(RateInCode, engine_config=config) as engine:
+        assert engine.tracks["main_video"].pacer.fps == 30
+
+
+def test_automatic_pacing_is_capped_by_max_fps_and_drops_are_reported():
+    config = {"max_width": 16, "max_height": 16, "width": 16, "height": 16, "codec": "raw", "max_fps": 50}
+    with Engine(NoCompute, engine_config=config) as engine:
+        session = engine.session()
+        time.sleep(1.0)
+        session.stop()
+        stats = session.stats()
+    assert stats["frames"] < 100  # uncapped it made tens of thousands in a second
+    assert "drops" in stats
