@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "bindings/bindings.h"
+#include "bindings/gil.h"
 #include "bindings/handles.h"
 #include "core/Error.h"
 
@@ -36,7 +37,7 @@ void init_arena(py::module_& m) {
   py::class_<ArenaHandle>(m, "HostArena")
       .def(py::init([](int64_t nbytes, bool lock, bool cuda_register, bool hugepages) {
              // Mapping and prefaulting a large region takes a while: other threads may run.
-             py::gil_scoped_release release;
+             GilRelease release;
              return ArenaHandle{std::make_shared<HostArena>(nbytes, ArenaOptions{lock, cuda_register, hugepages})};
            }),
            py::arg("nbytes"), py::kw_only(), py::arg("lock") = true, py::arg("cuda_register") = true,

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/gil.h"
 #include "core/Error.h"
 #include "kernels/FrameFormat.h"
 
@@ -120,7 +121,7 @@ void init_cuda(py::module_& m) {
             // The kernel, the device-to-host copy and the wait for it take up to a frame time; the
             // session and asyncio threads keep running meanwhile. Nothing in this scope touches a
             // Python object (`out` keeps dst alive and is released after the GIL is back).
-            py::gil_scoped_release release;
+            GilRelease release;
             self.convert(reinterpret_cast<const void*>(src_ptr), parsed_dtype, parsed_layout, parsed_range, width,
                          height, out_ptr, out_bytes, reinterpret_cast<StreamHandle>(stream));
           },

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bindings/bindings.h"
+#include "bindings/gil.h"
 #include "bindings/handles.h"
 #include "core/Error.h"
 
@@ -26,7 +27,7 @@ struct EncoderHandle {
 
 void close_encoder(EncoderHandle& h) {
   {
-    py::gil_scoped_release release;  // joins the encoder thread, which never needs the GIL
+    GilRelease release;  // joins the encoder thread, which never needs the GIL
     h.encoder->close();
   }
   h.encoder->check();  // an error the thread stashed before closing is not lost
@@ -88,7 +89,7 @@ void init_encoder(py::module_& m) {
           "set_output_enabled",
           [](EncoderHandle& h, const std::string& codec, bool enabled) {
             const CodecKind kind = parse_codec(codec);
-            py::gil_scoped_release release;  // an atomic and a wake-up: never waits for the encoder thread
+            GilRelease release;  // an atomic and a wake-up: never waits for the encoder thread
             h.encoder->set_output_enabled(kind, enabled);
           },
           py::arg("codec"), py::arg("enabled"))
@@ -100,17 +101,16 @@ void init_encoder(py::module_& m) {
           py::arg("codec"))
       .def("output_stats", &output_stats, py::arg("codec"))
       .def(
-          "request_keyframe", [](EncoderHandle& h) { h.encoder->request_keyframe(); },
-          py::call_guard<py::gil_scoped_release>())
+          "request_keyframe", [](EncoderHandle& h) { h.encoder->request_keyframe(); }, py::call_guard<GilRelease>())
       .def(
           "set_bitrate", [](EncoderHandle& h, int64_t bps) { h.encoder->set_bitrate(bps); }, py::arg("bps"),
-          py::call_guard<py::gil_scoped_release>())
+          py::call_guard<GilRelease>())
       .def_property_readonly("bitrate", [](const EncoderHandle& h) { return h.encoder->bitrate(); })
       .def(
           "flush",
           [](EncoderHandle& h, const py::object& timeout) {
             const int64_t timeout_ns = timeout_to_ns(timeout);
-            py::gil_scoped_release release;  // waits for the encoder thread to drain the ring
+            GilRelease release;  // waits for the encoder thread to drain the ring
             h.encoder->flush(timeout_ns);
           },
           py::arg("timeout") = py::none())

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "bindings/bindings.h"
+#include "bindings/gil.h"
 #include "bindings/handles.h"
 #include "core/Error.h"
 #include "core/PacketQueue.h"
@@ -131,7 +132,7 @@ void init_packets(py::module_& m) {
               const int64_t slice = timeout_ns < 0 ? kSliceNs : std::min(kSliceNs, timeout_ns - waited);
               int index;
               {
-                py::gil_scoped_release release;  // blocks until a packet, the timeout, or close
+                GilRelease release;  // blocks until a packet, the timeout, or close
                 index = queue->pop(slice);
               }
               if (index >= 0) return wrap(queue, index);

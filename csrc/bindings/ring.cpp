@@ -7,6 +7,7 @@
 
 #include "bindings/bindings.h"
 #include "bindings/dlpack.h"
+#include "bindings/gil.h"
 #include "bindings/handles.h"
 #include "core/Error.h"
 #include "core/FrameRing.h"
@@ -202,7 +203,7 @@ void init_ring(py::module_& m) {
              std::shared_ptr<HostArena> memory;
              if (!arena.is_none()) memory = arena.cast<const ArenaHandle&>().get();
              const RingPolicy parsed = parse_ring_policy(policy);
-             py::gil_scoped_release release;  // mapping and prefaulting the slots can take a while
+             GilRelease release;  // mapping and prefaulting the slots can take a while
              return std::make_shared<FrameRing>(slots, max_width, max_height, parsed, std::move(memory));
            }),
            py::arg("slots"), py::arg("max_width"), py::arg("max_height"), py::arg("policy") = "block", py::kw_only(),
@@ -221,7 +222,7 @@ void init_ring(py::module_& m) {
             const int64_t timeout_ns = timeout_to_ns(timeout);
             AcquiredSlot acquired;
             {
-              py::gil_scoped_release release;  // waits for a free slot under the block policy
+              GilRelease release;  // waits for a free slot under the block policy
               acquired = ring->acquire(width, height, timeout_ns);
             }
             return SlotHandle{ring, acquired};
@@ -268,7 +269,7 @@ void init_ring(py::module_& m) {
             const FrameStrides strides{info.strides[0], info.strides[1], info.strides[2]};
             const auto* src = static_cast<const uint8_t*>(info.ptr);
             // The buffer stays exported (info holds it) while the copy runs without the GIL.
-            py::gil_scoped_release release;
+            GilRelease release;
             return ring->write(src, info.shape[1], info.shape[0], strides, index, pts, timeout_ns);
           },
           py::arg("frame"), py::arg("frame_index") = py::none(), py::arg("pts_ns") = py::none(),
