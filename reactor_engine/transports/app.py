@@ -173,6 +173,7 @@ class HttpApp:
                 "model": self.engine.name,
                 "protocol_version": PROTOCOL_VERSION,
                 "codec": self.engine.config.codec,
+                "codecs": list(self.hub.codecs),  # every output the engine encodes, the primary first
                 "commands": self.engine.command_schema(),
                 "capabilities": self.engine.capabilities(),
                 "limits": {
