@@ -3,7 +3,7 @@ PY := .venv/bin/python
 JOBS ?= 2
 NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD_TESTS=ON -DREACTOR_ENGINE_CUDA=OFF
 
-.PHONY: setup demo test test-native test-asan test-cuda-off test-python lint format bench bench-quick clean
+.PHONY: setup demo test test-native test-asan test-tsan test-cuda-off test-python lint format proto bench bench-quick bench-glass clean
 
 setup:
 	scripts/setup.sh
@@ -27,6 +27,13 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build/asan --output-on-failure -j $(JOBS)
 
+# The same native tests under ThreadSanitizer: the ring, encoder and packet queue across their threads.
+test-tsan:
+	cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DREACTOR_ENGINE_TSAN=ON $(NATIVE_CMAKE) >/dev/null
+	cmake --build build/tsan -j $(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath csrc/tests/tsan.supp)" \
+	  ctest --test-dir build/tsan --output-on-failure -j $(JOBS)
+
 # The CPU-only module (REACTOR_ENGINE_CUDA=OFF) builds and imports, whatever the default build chose.
 test-cuda-off:
 	cmake -S . -B build/cuda-off -G Ninja -DREACTOR_ENGINE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
@@ -41,12 +48,16 @@ lint:
 	$(PY) -m ruff check reactor_engine tests benchmarks
 	$(PY) -m ruff format --check reactor_engine tests benchmarks
 	$(PY) -m mypy
-	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
+	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
 format:
 	$(PY) -m ruff format reactor_engine tests benchmarks
 	$(PY) -m ruff check --fix reactor_engine tests benchmarks
-	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
+	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
+
+# Regenerates the v1 data-channel message module (_pb2.py + .pyi) from its schema, with grpcio-tools' protoc.
+proto:
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. reactor_engine/transports/webrtc/proto/reactor_wire_v1.proto
 
 # Benchmarks: engine vs the pure-Python baseline in one run; JSON, Markdown table and PNG plot
 # in benchmarks/results/ (see benchmarks/README.md). bench-quick is CI's smoke run (~1 min).
@@ -55,6 +66,12 @@ bench: setup
 
 bench-quick: setup
 	$(PY) benchmarks/run.py --quick
+
+# Glass-to-glass latency over WebRTC and WebSocket beside reactor-runtime 3.10 (its Python 3.12 venv,
+# .venv-peer, is made first; skipped with one line where there is no Python 3.12). Needs root (netns).
+bench-glass: setup
+	scripts/peer_runtime_venv.sh
+	$(PY) benchmarks/bench_glass.py
 
 clean:
 	rm -rf build

@@ -245,6 +245,10 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
         return _run_headless(args, overrides, engine_overrides)
     if args.output or args.frames or args.seconds is not None or args.commands:
         raise _usage("--output, --frames, --seconds and --commands belong to --runtime headless")
+    # The http runtime's own default: VP8 for WebRTC (the Reactor clients, the viewer), JPEG encoded
+    # beside it only while a WebSocket or MJPEG client reads it. --engine.codec / extra_codecs win.
+    if not any(entry.startswith(("codec=", "extra_codecs=")) for entry in engine_overrides):
+        engine_overrides += ["codec=vp8", "extra_codecs=[jpeg]"]
     from reactor_engine.engine import Engine
     from reactor_engine.runtimes.http import HttpOptions, serve
     from reactor_engine.transports.guard import LOOPBACK_HOSTS

@@ -132,7 +132,7 @@ def test_the_viewer_plays_the_demo_and_a_generated_control_changes_the_frames(de
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    browser.get(demo_server)
+    browser.get(demo_server + "?transport=websocket")  # the WebRTC path: tests/test_viewer_webrtc.py
     # Frames arrive and are drawn, and they change from one to the next (the scene moves).
     wait_for(lambda: viewer_state(browser).get("framesDrawn", 0) >= 5, 60, "the first frames to be drawn")
     assert viewer_state(browser)["width"] == 320 and viewer_state(browser)["height"] == 180
