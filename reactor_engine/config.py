@@ -214,7 +214,25 @@ def _apply(
     config = config.copy()
     for key, value, text in items:
         flag = f"--{section}.{key}={text}" if text is not None else f"{section} config {key!r}"
-        current = OmegaConf.select(config, key, default=_ABSENT, throw_on_missing=False)
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"{flag}: {key!r} has an empty part; keys are NAME or NAME.NAME...")
+        try:
+            current = OmegaConf.select(
+                config, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False
+            )
+            for depth in range(1, len(parts)):  # a key under a scalar would turn it into a mapping
+                parent = OmegaConf.select(
+                    config, ".".join(parts[:depth]), default=_ABSENT, throw_on_resolution_failure=False
+                )
+                if parent is not _ABSENT and not isinstance(parent, (DictConfig, Mapping)):
+                    where = ".".join(parts[:depth])
+                    raise ConfigError(
+                        f"{flag}: {where!r} is {_type_name(parent)}, not a mapping; "
+                        f"it has no key {parts[depth]!r}"
+                    )
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
         if current is _ABSENT:
             if not allow_new_keys:
                 known = ", ".join(str(k) for k in config)
@@ -225,6 +243,7 @@ def _apply(
             value = _checked(flag, key, current, value, text)
         try:
             OmegaConf.update(config, key, value, merge=True, force_add=True)
+            OmegaConf.select(config, key)  # an interpolation (${...}) must resolve now, not at first use
         except OmegaConfBaseException as exc:
             raise ConfigError(f"{flag}: {exc}") from exc
     return config
@@ -245,13 +264,43 @@ def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, An
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
+class _NoAliasLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no stubs here
+    """YAML for one override value: anchors and aliases refused (``&a [*a]`` recurses, and nested
+    aliases expand exponentially)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.YAMLError("YAML aliases (*name) are not accepted in an override")
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.YAMLError("YAML anchors (&name) are not accepted in an override")
+        return super().compose_node(parent, index)
+
+
 def _parse_value(section: str, key: str, text: str) -> Any:
+    flag = f"--{section}.{key}={_short(text)}"
     if _EXPONENT_FLOAT.match(text.strip()):
-        return float(text)
+        try:
+            return float(text)
+        except OverflowError:
+            raise ConfigError(f"{flag}: the number is out of range") from None
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return yaml.load(text, Loader=_NoAliasLoader) if text.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--{section}.{key}={text}: not a YAML value ({exc})") from None
+        raise ConfigError(f"{flag}: not a YAML value ({exc})") from None
+    except (ValueError, RecursionError, OverflowError) as exc:  # a bad tagged scalar, nesting too deep
+        raise ConfigError(f"{flag}: not a YAML value ({type(exc).__name__})") from None
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _short(repr(value))
+    except (ValueError, RecursionError):  # an int past Python's digit limit, a value nested too deep
+        return f"a {type(value).__name__} too large to show"
 
 
 def _type_name(value: Any) -> str:
@@ -274,7 +323,12 @@ def _checked(flag: str, key: str, current: Any, value: Any, text: str | None) ->
     elif isinstance(current, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(
+                    f"{flag}: {key!r} is a float; {_shown(value)} is out of its range"
+                ) from None
     elif isinstance(current, str):
         if text is not None and not isinstance(value, str) and not isinstance(value, (list, dict)):
             value = text  # a str setting given 123 on the command line means the text "123"
@@ -287,8 +341,8 @@ def _checked(flag: str, key: str, current: Any, value: Any, text: str | None) ->
         ok = True
     if not ok:
         raise ConfigError(
-            f"{flag}: {key!r} is {_type_name(current)} (currently {current!r}); "
-            f"got {value!r} ({_type_name(value)})"
+            f"{flag}: {key!r} is {_type_name(current)} (currently {_shown(current)}); "
+            f"got {_shown(value)} ({_type_name(value)})"
         )
     return value
 
@@ -302,13 +356,16 @@ def load_engine_config(overrides: Overrides | EngineConfig = None) -> EngineConf
         return overrides
     base = _load_yaml(DEFAULT_ENGINE_CONFIG, "the engine defaults")
     config = apply_overrides(base, overrides, section="engine", allow_new_keys=False)
-    values = OmegaConf.to_container(config, resolve=True)
+    try:
+        values = OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"engine config: {exc}") from None
     assert isinstance(values, dict)
     try:
         return EngineConfig.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {_shown(err.get('input'))})"
             for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"engine config: {problems}") from None

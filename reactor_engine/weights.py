@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import reprlib
+import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,11 @@ _READ_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 # Each shard's block in the arena starts at this alignment (>= every element size).
 _BLOCK_ALIGNMENT = 64
+
+# Names and values from a file, echoed in errors, are cut to a readable length (a header may be 100 MB).
+_echo = reprlib.Repr()
+_echo.maxstring = _echo.maxother = 80
+_echo.maxlist = 8
 
 # safetensors dtype string -> torch dtype, for every dtype both support. Some exist only in newer
 # torch builds; F4 (two fp4 values per byte, shape counted in fp4 elements) has no byte-exact torch
@@ -243,12 +250,19 @@ def _resolve_files(path: Path) -> tuple[list[Path], dict[str, str] | None]:
 
 def _read_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     try:
-        size = index.stat().st_size
+        fd = _open_regular(index)
+    except OSError as e:
+        raise WeightsError(f"{index}: cannot open: {e.strerror or e}") from e
+    try:
+        size = os.fstat(fd).st_size
         if size > MAX_HEADER_BYTES:
             raise WeightsError(f"{index}: index is {size} bytes, over the {MAX_HEADER_BYTES} byte limit")
-        doc = _parse_json(index.read_bytes(), index, "index")
+        raw = os.pread(fd, size, 0)
     except OSError as e:
         raise WeightsError(f"{index}: cannot read the index: {e.strerror or e}") from e
+    finally:
+        os.close(fd)
+    doc = _parse_json(raw, index, "index")
     weight_map = doc.get("weight_map")
     if not isinstance(weight_map, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()
@@ -260,10 +274,10 @@ def _read_index(index: Path) -> tuple[list[Path], dict[str, str]]:
     for name in sorted(set(weight_map.values())):
         relative = Path(name)
         if relative.is_absolute() or ".." in relative.parts:
-            raise WeightsError(f"{index}: shard {name!r} is not a file name inside {index.parent}")
+            raise WeightsError(f"{index}: shard {_echo.repr(name)} is not a file name inside {index.parent}")
         shard = index.parent / relative
         if not shard.is_file():
-            raise WeightsError(f"{index}: shard {name!r} not found in {index.parent}")
+            raise WeightsError(f"{index}: shard {_echo.repr(name)} not found in {index.parent}")
         files.append(shard)
     if not files:
         raise WeightsError(f"{index}: 'weight_map' lists no tensors")
@@ -276,8 +290,8 @@ def _check_against_index(shards: list[_Shard], weight_map: dict[str, str], folde
         for t in shard.tensors:
             listed = weight_map.get(t.name)
             if listed is None or folder / listed != shard.path:
-                where = f"lists it in {listed!r}" if listed is not None else "does not list it"
-                raise WeightsError(f"{shard.path}: holds tensor {t.name!r}, but the index {where}")
+                where = f"lists it in {_echo.repr(listed)}" if listed is not None else "does not list it"
+                raise WeightsError(f"{shard.path}: holds tensor {_echo.repr(t.name)}, but the index {where}")
             seen.add(t.name)
     missing = [name for name in weight_map if name not in seen]
     if missing:
@@ -290,12 +304,23 @@ def _parse_json(raw: bytes, path: Path, what: str) -> dict[str, Any]:
         obj: dict[str, Any] = {}
         for key, value in pairs:
             if key in obj:
-                raise WeightsError(f"{path}: {what} has the key {key!r} twice")
+                raise WeightsError(f"{path}: {what} has the key {_echo.repr(key)} twice")
+            for text in (key, value) if isinstance(value, str) else (key,):
+                if not text.isascii():  # a "\ud800" escape decodes to a lone surrogate: not Unicode text
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        raise WeightsError(
+                            f"{path}: {what} holds {_echo.repr(text)}, which is not Unicode text"
+                        ) from None
             obj[key] = value
         return obj
 
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
     except WeightsError:
         raise
     except UnicodeDecodeError as e:
@@ -309,9 +334,18 @@ def _parse_json(raw: bytes, path: Path, what: str) -> dict[str, Any]:
     return doc
 
 
+def _open_regular(path: Path) -> int:
+    """A read-only fd of ``path``; ``WeightsError`` unless it is a regular file (a FIFO would block)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise WeightsError(f"{path}: not a regular file")
+    return fd
+
+
 def _open_shard(path: Path) -> _Shard:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_regular(path)
     except OSError as e:
         raise WeightsError(f"{path}: cannot open: {e.strerror or e}") from e
     try:
@@ -341,7 +375,9 @@ def _parse_header(path: Path, fd: int) -> _Shard:
 
     data_start = 8 + header_bytes
     data_bytes = file_bytes - data_start
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -356,17 +392,19 @@ def _is_int(x: object) -> bool:
 
 
 def _parse_entry(path: Path, name: str, info: object, data_bytes: int) -> _TensorEntry:
-    where = f"{path}: tensor {name!r}"
+    where = f"{path}: tensor {_echo.repr(name)}"
     if not isinstance(info, dict):
         raise WeightsError(f"{where}: entry must be an object with dtype, shape, data_offsets")
     dtype_name, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     if not isinstance(dtype_name, str) or dtype_name not in _DTYPES:
-        raise WeightsError(f"{where}: unknown dtype {dtype_name!r}; expected one of {', '.join(_DTYPES)}")
+        raise WeightsError(
+            f"{where}: unknown dtype {_echo.repr(dtype_name)}; expected one of {', '.join(_DTYPES)}"
+        )
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-        raise WeightsError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+        raise WeightsError(f"{where}: shape must be a list of non-negative integers, got {_echo.repr(shape)}")
     if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets):
         raise WeightsError(
-            f"{where}: data_offsets must be [begin, end] non-negative integers, got {offsets!r}"
+            f"{where}: data_offsets must be [begin, end] non-negative integers, got {_echo.repr(offsets)}"
         )
     begin, end = offsets
     if begin > end:
@@ -384,7 +422,15 @@ def _parse_entry(path: Path, name: str, info: object, data_bytes: int) -> _Tenso
             f"{where}: shape {_short(shape)} of {dtype_name} needs {shown} bytes, "
             f"data_offsets [{begin}, {end}] hold {end - begin}"
         )
+    if needed == 0 and not _indexable(shape, dtype.itemsize):
+        # No bytes, but torch sizes (and strides) are int64: it cannot make a tensor of this shape.
+        raise WeightsError(
+            f"{where}: shape {_short(shape)} of {dtype_name} is too large: its dimensions multiply past 2**63"
+        )
     return _TensorEntry(name, dtype, tuple(shape), begin, end)
+
+
+_MAX_INDEX = (1 << 63) - 1  # the largest byte count or element offset torch can hold
 
 
 def _nbytes(shape: list[int], itemsize: int, limit: int) -> int | None:
@@ -403,6 +449,16 @@ def _nbytes(shape: list[int], itemsize: int, limit: int) -> int | None:
     return nbytes
 
 
+def _indexable(shape: list[int], itemsize: int) -> bool:
+    """Whether torch can make a tensor of this shape: sizes and strides (zeros aside) within int64."""
+    extent = itemsize
+    for d in shape:
+        extent *= max(d, 1)
+        if extent > _MAX_INDEX:
+            return False
+    return True
+
+
 def _short(shape: list[int]) -> str:
     return repr(shape) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:8]))}, ...] ({len(shape)} dims)"
 
@@ -411,11 +467,11 @@ def _check_tiling(path: Path, tensors: list[_TensorEntry], data_bytes: int) -> N
     """The tensors cover the data section exactly once (the format allows no holes, no overlap)."""
     covered = 0
     previous: _TensorEntry | None = None
-    for t in sorted((t for t in tensors if t.end > t.begin), key=lambda t: t.begin):
+    for t in sorted(tensors, key=lambda t: (t.begin, t.end)):
         if previous is not None and t.begin < covered:
             raise WeightsError(
-                f"{path}: tensor {t.name!r}: data_offsets [{t.begin}, {t.end}] overlap "
-                f"tensor {previous.name!r} [{previous.begin}, {previous.end}]"
+                f"{path}: tensor {_echo.repr(t.name)}: data_offsets [{t.begin}, {t.end}] overlap "
+                f"tensor {_echo.repr(previous.name)} [{previous.begin}, {previous.end}]"
             )
         if t.begin > covered:
             raise WeightsError(f"{path}: data section bytes [{covered}, {t.begin}) belong to no tensor")
