@@ -160,6 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="every request must carry it (Authorization: Bearer TOKEN, or ?token=TOKEN in the URL); "
         "required to bind a non-loopback --host (default: $REACTOR_AUTH_TOKEN)",
     )  # fmt: skip
+    webrtc = run.add_argument_group(
+        "WebRTC (the Reactor clients and the viewer; loopback needs none of these)"
+    )
+    webrtc.add_argument(
+        "--ice-server", action="append", metavar="URL[|USER|PASSWORD]", default=None,
+        help="a STUN or TURN server for the server's peers, also handed to clients (repeatable; "
+        "default: $REACTOR_ICE_SERVERS, space-separated)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--udp-ports", metavar="MIN-MAX", default=os.environ.get("REACTOR_UDP_PORTS") or None,
+        help="the UDP port range ICE binds, for a firewall (default: $REACTOR_UDP_PORTS, or any)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--advertise", metavar="IP", default=os.environ.get("REACTOR_ADVERTISE_ADDRESS") or None,
+        help="an address clients reach the server at (a NAT's public one), added to every answer "
+        "(default: $REACTOR_ADVERTISE_ADDRESS)",
+    )  # fmt: skip
+    webrtc.add_argument(
+        "--cors-origin", action="append", metavar="ORIGIN", default=None,
+        help="a web app origin allowed to call the WebRTC routes, e.g. https://app.example (repeatable; "
+        "'*': any; default: $REACTOR_CORS_ORIGINS, else pages on this machine only)",
+    )  # fmt: skip
     http.add_argument(
         "--insecure", action="store_true",
         help="allow a non-loopback --host without an access token: anyone who can reach it may use it",
@@ -263,7 +285,9 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
     target = args.target or DEMO_TARGET
     engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
     _load_in_background(engine)
-    options = HttpOptions(max_clients=args.max_clients, auth_token=args.auth_token)
+    options = HttpOptions(
+        max_clients=args.max_clients, auth_token=args.auth_token, webrtc=_webrtc_options(args)
+    )
     token_query = f"?token={args.auth_token}" if args.auth_token else ""
     try:
         serve(
@@ -279,6 +303,24 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
         engine.close()
     _log.info("stopped")
     return 0
+
+
+def _webrtc_options(args: argparse.Namespace) -> Any:
+    """``WebRtcOptions`` from the flags, each defaulting to its environment variable."""
+    from reactor_engine.transports.webrtc import WebRtcOptions
+
+    ice = (
+        args.ice_server if args.ice_server is not None else os.environ.get("REACTOR_ICE_SERVERS", "").split()
+    )
+    cors = (
+        args.cors_origin
+        if args.cors_origin is not None
+        else os.environ.get("REACTOR_CORS_ORIGINS", "").split()
+    )
+    extra: dict[str, Any] = {"cors_origins": tuple(cors)} if cors else {}
+    if args.advertise:
+        extra["advertised_address"] = args.advertise
+    return WebRtcOptions.from_strings(ice_servers=ice, port_range=args.udp_ports, **extra)
 
 
 def _load_in_background(engine: Any) -> None:

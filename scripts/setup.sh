@@ -40,6 +40,23 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The other published Reactor clients the WebRTC tests drive, unmodified (test-only, never vendored):
+# reactor-sdk 0.8.0 is also the package `reactor_sdk`, so it lives in a folder of its own; the npm
+# @reactor-team/js-sdk 2.9.0 is bundled with esbuild at test time and run in Chromium.
+if [ ! -d .venv/reactor-sdk-0.8/reactor_sdk ]; then
+  echo "setup: installing reactor-sdk 0.8.0 into .venv/reactor-sdk-0.8"
+  .venv/bin/python -m pip install -q --no-deps --target .venv/reactor-sdk-0.8 reactor-sdk==0.8.0
+fi
+JS_SDK_PACKAGES=(@reactor-team/js-sdk@2.9.0 react@18.3.1 zustand@5 esbuild@0.28.2)
+if [ ! -f build/js-sdk/node_modules/@reactor-team/js-sdk/package.json ]; then
+  if command -v npm >/dev/null; then
+    echo "setup: installing ${JS_SDK_PACKAGES[*]} into build/js-sdk (npm)"
+    npm install --silent --prefix build/js-sdk --no-audit --no-fund "${JS_SDK_PACKAGES[@]}" >/dev/null
+  else
+    echo "setup: npm not found: the js-sdk 2.9 test will skip (Debian: apt-get install npm)" >&2
+  fi
+fi
+
 echo "setup: building reactor_engine._C (REACTOR_ENGINE_CUDA=${REACTOR_ENGINE_CUDA:-AUTO})"
 .venv/bin/python -m pip install -q --no-build-isolation -e . 
 .venv/bin/python -c "import reactor_engine._C as c; print('setup: built', c.build_info())"

@@ -143,3 +143,29 @@ def test_a_non_loopback_bind_without_a_token_is_refused_with_how_to_set_one(tmp_
     assert done.returncode == 2
     assert "--auth-token TOKEN or the REACTOR_AUTH_TOKEN environment variable" in done.stderr
     assert "--insecure" in done.stderr
+
+
+def test_webrtc_network_options_come_from_flags_or_the_environment(monkeypatch):
+    from reactor_engine.cli import _webrtc_options, build_parser
+
+    def options(*argv: str):
+        return _webrtc_options(build_parser().parse_args(["run", *argv]))
+
+    monkeypatch.setenv("REACTOR_ICE_SERVERS", "stun:stun.example:3478 turn:turn.example:3478|me|pw")
+    monkeypatch.setenv("REACTOR_CORS_ORIGINS", "https://app.example")
+    from_env = options()
+    assert [s.urls for s in from_env.ice_servers] == [
+        ("stun:stun.example:3478",),
+        ("turn:turn.example:3478",),
+    ]
+    assert from_env.ice_servers[1].username == "me" and from_env.cors_origins == ("https://app.example",)
+    flags = options(
+        "--ice-server", "stun:other:3478", "--udp-ports", "50000-50100", "--advertise", "203.0.113.7"
+    )
+    assert [s.urls for s in flags.ice_servers] == [("stun:other:3478",)]
+    assert (flags.port_min, flags.port_max, flags.advertised_address) == (50000, 50100, "203.0.113.7")
+
+
+def test_a_bad_udp_port_range_is_a_one_line_error(tmp_path):
+    done = run_cli("run", "--udp-ports", "5-3", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "port range 5-3" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,1 @@
+"""The v1 wire schema and its generated module (regenerate with `make proto`)."""

@@ -1,0 +1,144 @@
+"""The WebRTC transport against hand-driven peers: bad input, limits, timeouts, the js-sdk 2.9 shape.
+
+One server (the http app with the Reactor local protocol, short timeouts) runs inside a network
+namespace made for this module; each test drives ``webrtc_raw_client.py`` there and reads the
+server's own stats. After each test the session is stopped, so tests do not share peers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from netns import NetNs, NetNsUnavailable
+from webrtc_helpers import Server, raw, server, start_stun
+
+pytest.importorskip("reactor_webrtc")
+
+MAX_MESSAGE_BYTES = 4096
+OPTIONS = {
+    "max_message_bytes": MAX_MESSAGE_BYTES,
+    "negotiation_timeout": 2.0,
+    "ping_timeout": 2.0,
+    "max_peers": 3,
+}
+SMALL = {"width": 320, "height": 180}
+
+
+@pytest.fixture(scope="module")
+def ns() -> Iterator[NetNs]:
+    namespace = NetNs()
+    try:
+        namespace.create()
+    except NetNsUnavailable as exc:
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        start_stun(namespace)
+        yield namespace
+    finally:
+        namespace.close()
+
+
+@pytest.fixture(scope="module")
+def srv(ns: NetNs) -> Iterator[Server]:
+    with server(ns, webrtc=OPTIONS, model_config=SMALL, engine={"bitrate": 300_000}) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(ns: NetNs, srv: Server) -> Iterator[None]:
+    yield
+    raw(ns, srv, "post", "/stop_session")
+
+
+def peer_stats(stats: dict, cid: int | None = None) -> list[dict]:
+    return [
+        c["peer"] for c in stats["connections"] if "peer" in c and (cid is None or c["connection_id"] == cid)
+    ]
+
+
+def test_garbage_oversized_and_unknown_messages_are_ignored_and_the_peer_keeps_working(ns, srv):
+    result = raw(ns, srv, "bad_messages", str(MAX_MESSAGE_BYTES))
+    v1 = {reply["request_id"]: reply for reply in result["v1_replies"]}
+    # The command after the garbage got its correlated reply, and the invalid one its validation error.
+    assert v1["data_1"]["type"] == "echo"
+    assert v1["data_2"]["error"]["code"] == "invalid_arguments"
+    assert "less than or equal to 10" in v1["data_2"]["error"]["message"]
+    assert result["v0_replies"][0]["data"]["type"] == "echo"
+    assert result["v0_replies"][0]["data"]["data"]["text"] == "v0 here"
+    peers = {p["wire"]: p for p in peer_stats(result["stats"])}
+    assert (
+        peers["v1"]["wire_errors"] == 2
+    )  # the garbage and the oversized message; the unknown payload is ignored
+    assert peers["v0"]["wire_errors"] == 2  # "{not json" and the oversized command
+    assert peers["v1"]["state"] == peers["v0"]["state"] == "connected"
+    assert result["frames_v1"] >= 5
+    assert result["frames_v0"] >= 5
+    log = srv.log(400)
+    assert "bad message on its data channel" in log
+    assert "is 4" in log or "the limit is 4096" in log
+
+
+def test_js_sdk_29_shape_gets_video_without_resume_on_the_flat_routes(ns, srv):
+    result = raw(ns, srv, "js_flow")
+    assert result["frames"] >= 10  # never sent resume_track, one data channel, candidates in the offer
+    assert result["replies"][0]["scope"] == "application"
+    assert result["replies"][0]["data"]["data"]["text"] == "js"
+    assert result["reoffer_status"] == 202
+
+
+def test_candidates_that_come_before_the_offer_are_applied_with_it(ns, srv):
+    result = raw(ns, srv, "early_candidates")
+    assert result["candidates_status"] == 202
+    assert result["offer_status"] == 202
+    assert result["frames"] >= 5
+
+
+def test_a_peer_that_never_completes_ice_is_dropped_at_the_negotiation_timeout(ns, srv):
+    result = raw(ns, srv, "never_connects", "3")
+    assert result["offer_status"] == 202
+    assert result["answer_status"] == 200
+    assert result["after_status"] == 410
+    assert "negotiation timeout" in result["after"]["error"]["message"]
+    assert result["stats"]["peers"] == 0
+
+
+def test_more_peers_than_the_limit_are_refused_and_the_others_keep_streaming(ns, srv):
+    result = raw(ns, srv, "too_many", str(OPTIONS["max_peers"]))
+    assert result["status"] == 429
+    assert result["body"]["error"]["code"] == "too_many_peers"
+    assert all(frames >= 5 for frames in result["frames"])
+
+
+def test_every_client_is_told_when_the_session_ends(ns, srv):
+    result = raw(ns, srv, "session_end")
+    assert result["stopped"] == 200
+    assert result["v1"] == ["test over"]
+    assert {"scope": "runtime", "data": {"type": "sessionEnded", "data": {"reason": "test over"}}} in result[
+        "v0"
+    ]
+
+
+def test_a_peer_that_vanishes_is_freed_after_the_ping_timeout(ns, srv):
+    before = srv.sockets()
+    result = raw(ns, srv, "vanish")
+    sid = result["session_id"]
+    deadline = time.monotonic() + 15
+    peers: list[dict] = []
+    while time.monotonic() < deadline:
+        stats = raw(ns, srv, "get", f"/sessions/{sid}/transport/webrtc/stats")["body"]
+        peers = peer_stats(stats)
+        if peers and all(p["state"] == "closed" for p in peers):
+            break
+        time.sleep(0.5)
+    assert peers, "the server never saw the peer"
+    assert all(p["state"] == "closed" for p in peers), peers
+    assert "ping timeout" in peers[0]["close_reason"]
+    session = raw(ns, srv, "get", f"/sessions/{sid}/stats")["body"]
+    assert session["runtime"]["clients"] == 0
+    # Its sockets are closed with it (the peer connection was released, not leaked).
+    deadline = time.monotonic() + 10
+    while srv.sockets() > before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert srv.sockets() <= before
