@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -43,8 +44,9 @@ class NetNs:
 
     def __init__(self) -> None:
         n = next(_counter)
-        # Unique per process and per instance, and short: interface names have 15 characters.
-        tag = f"{os.getpid() % 100000}{n}"
+        # Unique per process and per instance (the random part: a namespace left by a killed run of a
+        # process with the same pid must not collide), and short: interface names have 15 characters.
+        tag = f"{os.getpid() % 100000}{n % 100}{secrets.token_hex(2)}"
         self.name = f"re-test-{tag}"
         self._veth = (f"rva{tag}"[:15], f"rvb{tag}"[:15])
         subnet = (os.getpid() + n) % 250 + 1
