@@ -8,15 +8,23 @@ exists and a helper module cannot leak commands into another model's capabilitie
 Threads: ``validate`` runs on the caller's thread (the host, a web loop), so a bad request fails there
 at once; the handler itself runs only on the session thread, when the model reaches a poll point
 (``should_stop()``, ``emit``, ``ctx.wait()``) and ``CommandQueue.apply_pending`` drains the queue.
+
+Current values: ``@command(..., state=lambda self: {"speed": self.speed})`` declares how to read the
+value each parameter has now. The queue reads them on the session thread (at the session's first poll
+point, after every command, and at most twice a second in between) and hands each changed snapshot to
+its watchers (the session hub, which tells the clients); a parameter no ``state=`` names has no
+current value the engine can know.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import queue
 import re
 import threading
+import time
 import typing
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -31,8 +39,11 @@ from reactor_engine.errors import CommandError, ModelError
 __all__ = [
     "CommandQueue",
     "CommandSpec",
+    "CommandState",
+    "StateReader",
     "collect_commands",
     "command",
+    "command_state",
 ]
 
 _log = logging.getLogger("reactor_engine.commands")
@@ -44,6 +55,15 @@ RESERVED_NAMES = frozenset({"requestCapabilities", "ping"})
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+StateReader = Callable[[Any], Mapping[str, Any]]
+"""``@command(state=...)``: called with the model instance, returns ``{PARAMETER: current value}``."""
+CommandState = dict[str, dict[str, Any]]
+"""The current values the engine knows: ``{COMMAND: {PARAMETER: value}}``; a parameter left out has none."""
+
+_STATE_REFRESH_S = 0.5  # between commands the current values are read again this often (a model may
+# change them itself); reading them is a few attribute reads, so twice a second costs nothing
+_warned: set[tuple[str, str]] = set()  # (handler, problem) already logged: a bad reader logs once
+
 
 @dataclass(frozen=True)
 class CommandSpec:
@@ -53,6 +73,33 @@ class CommandSpec:
     description: str
     handler: Callable[..., Any]
     arguments: type[pydantic.BaseModel]
+    state: StateReader | None = None
+
+    def current(self, model: object) -> dict[str, Any] | None:
+        """The current value of each parameter ``state=`` names, as JSON values; ``None`` without a
+        ``state=`` or when it fails (logged once, with what was wrong)."""
+        if self.state is None:
+            return None
+        try:
+            values = self.state(model)
+        except Exception:
+            _warn_once(self, "raised", exc_info=True)
+            return None
+        if not isinstance(values, Mapping):
+            _warn_once(self, f"returned {type(values).__name__}, not a dict of parameter values")
+            return None
+        known = self.arguments.model_fields
+        current: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                params = ", ".join(known) or "none"
+                _warn_once(self, f"names {key!r}, which is not a parameter ({params})")
+                continue
+            try:
+                current[key] = _json_value(value)
+            except (TypeError, ValueError):
+                _warn_once(self, f"gave {key!r} a {type(value).__name__}, which is not a JSON value")
+        return current
 
     def validate(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
         """Check ``data`` strictly against the parameters; raise ``CommandError`` naming each problem."""
@@ -97,7 +144,10 @@ _SHOWN_INPUT_CHARS = 80  # an error echoes at most this much of a bad value back
 
 
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's digit limit, a value nested too deep
+        return f"a {type(value).__name__} too large to show"
     if len(text) <= _SHOWN_INPUT_CHARS:
         return text
     return f"{text[:_SHOWN_INPUT_CHARS]}... ({len(text)} characters)"
@@ -117,13 +167,20 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def command(name: str, description: str = "") -> Callable[[F], F]:
+def command(name: str, description: str = "", *, state: StateReader | None = None) -> Callable[[F], F]:
     """Declare a model method as a command clients can send, e.g. ``@command("set_prompt")``.
 
     Parameters come from the method's type hints (``str, int, float, bool, Literal[...]``,
     ``Optional[...]``, defaults, ``pydantic.Field(ge=, le=, description=)``). A parameter without a
     default is required. Raises ``TypeError`` here, at decoration, for a bad name or a parameter
     without a type hint.
+
+    ``state``: how to read each parameter's current value from the model, e.g.
+    ``@command("set_speed", state=lambda self: {"speed": self.speed})``. The engine reports these
+    values (the viewer shows them as the controls' values); a parameter it leaves out, or a command
+    without ``state=``, has no current value, and a parameter's default is never shown as one. It runs
+    on the session thread between frames (and on the server's thread while no session runs): read
+    attributes, nothing slow.
     """
     if not isinstance(name, str) or not _NAME_RULE.match(name):
         raise ModelError(
@@ -133,12 +190,17 @@ def command(name: str, description: str = "") -> Callable[[F], F]:
         raise ModelError(f"command name {name!r} is reserved for the runtime; choose another name")
     if not isinstance(description, str):
         raise ModelError(f"command description must be a str; got {type(description).__name__}")
+    if state is not None and not callable(state):
+        raise ModelError(
+            f"@command({name!r}, state=...) takes a function of the model, e.g. "
+            f"state=lambda self: {{'speed': self.speed}}; got {type(state).__name__}"
+        )
 
     def decorate(func: F) -> F:
         if not callable(func) or isinstance(func, (staticmethod, classmethod)):
             raise ModelError(f"@command({name!r}) decorates a plain method; got {func!r}")
         arguments = _arguments_model(name, func)
-        setattr(func, _COMMAND_ATTR, CommandSpec(name, description, func, arguments))
+        setattr(func, _COMMAND_ATTR, CommandSpec(name, description, func, arguments, state))
         return func
 
     return decorate
@@ -197,6 +259,37 @@ def collect_commands(cls: type) -> dict[str, CommandSpec]:
     return found
 
 
+def command_state(commands: Mapping[str, CommandSpec], model: object) -> CommandState:
+    """The current values of every command that declares ``state=``: ``{COMMAND: {PARAMETER: value}}``."""
+    found: CommandState = {}
+    for name, spec in commands.items():
+        current = spec.current(model)
+        if current is not None:
+            found[name] = current
+    return found
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as JSON would carry it; a numpy or torch scalar becomes its Python number."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        item = getattr(value, "item", None)
+        if item is None:
+            raise
+        return json.loads(json.dumps(item()))
+
+
+def _warn_once(spec: CommandSpec, problem: str, exc_info: bool = False) -> None:
+    key = (f"{spec.handler.__module__}.{spec.handler.__qualname__}", problem)
+    if key not in _warned:
+        _warned.add(key)
+        _log.warning(
+            "the state= of command %r %s; its current values are not reported", spec.name, problem,
+            exc_info=exc_info,
+        )  # fmt: skip
+
+
 @dataclass
 class _PendingCommand:
     spec: CommandSpec
@@ -208,7 +301,8 @@ class CommandQueue:
     """The commands of one session, queued by any thread and applied on the session thread.
 
     Created per session, so nothing sent in one session reaches the next; ``close()`` fails what is
-    left with a ``CommandError`` instead of dropping it silently.
+    left with a ``CommandError`` instead of dropping it silently. It also reads the commands' current
+    values (``state``, ``watch_state``) on the session thread.
     """
 
     def __init__(self, commands: Mapping[str, CommandSpec], wake: Callable[[], None]) -> None:
@@ -217,6 +311,36 @@ class CommandQueue:
         self._wake = wake
         self._lock = threading.Lock()  # orders submit against close, so no command is left unanswered
         self._closed = False
+        self._stateful = any(spec.state is not None for spec in commands.values())
+        self._state: CommandState | None = None
+        self._state_read_at = 0.0
+        self._watchers: list[Callable[[CommandState], None]] = []
+
+    @property
+    def state(self) -> CommandState | None:
+        """The latest current values read (``None`` before the session's first poll point)."""
+        return self._state
+
+    def watch_state(self, watcher: Callable[[CommandState], None]) -> CommandState | None:
+        """Call ``watcher(values)`` on the session thread each time the current values change (before
+        the reply of the command that changed them is resolved); returns the values read so far."""
+        with self._lock:
+            self._watchers.append(watcher)
+            return self._state
+
+    def _read_state(self, model: object) -> None:
+        self._state_read_at = time.monotonic()
+        values = command_state(self._commands, model)
+        with self._lock:
+            if values == self._state:
+                return
+            self._state = values
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            try:
+                watcher(values)
+            except Exception:  # a watcher never breaks the model's poll point
+                _log.exception("a command-state watcher failed")
 
     def submit(self, name: str, data: Mapping[str, Any] | None) -> Future[Any]:
         """Validate on the caller's thread and queue; the future holds the handler's return value."""
@@ -234,8 +358,16 @@ class CommandQueue:
         return reply
 
     def apply_pending(self, model: object) -> int:
-        """Run every queued handler on ``model``; called on the session thread only. Returns how many."""
+        """Run every queued handler on ``model``; called on the session thread only. Returns how many.
+
+        Reads the current values first at the session's first call (what it starts with), after each
+        handler (before its reply is resolved, so a client learns the values with the reply), and
+        every ``_STATE_REFRESH_S`` in between."""
         applied = 0
+        if self._stateful and (
+            self._state is None or time.monotonic() - self._state_read_at >= _STATE_REFRESH_S
+        ):
+            self._read_state(model)
         while True:
             try:
                 pending = self._queue.get_nowait()
@@ -243,18 +375,22 @@ class CommandQueue:
                 return applied
             if not pending.reply.set_running_or_notify_cancel():
                 continue
+            failure: CommandError | None = None
+            result: Any = None
             try:
                 result = pending.spec.handler(model, **pending.arguments)
             except CommandError as exc:  # raised on purpose by the author: its text is for the sender
-                pending.reply.set_exception(CommandError(f"command '{pending.spec.name}' failed: {exc}"))
+                failure = CommandError(f"command '{pending.spec.name}' failed: {exc}")
             except Exception as exc:
                 _log.exception("command %r raised", pending.spec.name)
                 # The handler's own text may hold internals (paths, tensors); the sender gets the kind.
-                pending.reply.set_exception(
-                    CommandError(
-                        f"command '{pending.spec.name}' failed: internal error ({type(exc).__name__})"
-                    )
+                failure = CommandError(
+                    f"command '{pending.spec.name}' failed: internal error ({type(exc).__name__})"
                 )
+            if self._stateful:  # a failed handler may have changed some values too
+                self._read_state(model)
+            if failure is not None:
+                pending.reply.set_exception(failure)
             else:
                 pending.reply.set_result(result)
             applied += 1

@@ -1,6 +1,8 @@
 """A torch (CPU) model that reacts to commands: an animated plasma with a speed, a palette and a pause.
 
 Run it with ``reactor-engine run examples/torch_plasma/model.py``, or embed it (``examples/embed.py``).
+Each command's ``state=`` tells the engine its parameter's current value, so the viewer's controls show
+the model as it is (``--model.speed=2``: the slider stands at 2; the stream plays: "Paused" is unticked).
 """
 
 from __future__ import annotations
@@ -38,18 +40,18 @@ class TorchPlasma(VideoModel):
         self.palette: str = "fire"
         self.paused = False
 
-    @command("set_speed", description="Animation speed")
+    @command("set_speed", description="Animation speed", state=lambda self: {"speed": self.speed})
     def set_speed(
         self, speed: float = Field(1.0, ge=0.0, le=5.0, description="0 freezes, 5 is fast")
     ) -> None:
         self.speed = speed
 
-    @command("set_palette", description="Colour palette")
+    @command("set_palette", description="Colour palette", state=lambda self: {"palette": self.palette})
     def set_palette(self, palette: Literal["fire", "ocean", "forest"]) -> dict[str, str]:
         self.palette = palette
         return {"palette": palette}
 
-    @command("pause", description="Pause or resume the animation")
+    @command("pause", description="Pause or resume the animation", state=lambda self: {"paused": self.paused})
     def pause(self, paused: bool = True) -> None:
         self.paused = paused
 

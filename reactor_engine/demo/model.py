@@ -3,6 +3,7 @@
 A prompt picks the scene's palette (``ocean``, ``fire``, ``forest``, ``night``, ``snow``, ``desert`` or
 a colour made from the words), ``move`` steers the orb, ``set_speed`` the animation, ``set_brightness``
 the exposure, ``pause`` freezes it and ``reset`` brings the defaults back. No weights, no GPU.
+Each command's ``state=`` tells the engine the value its parameter has now, which the viewer shows.
 """
 
 from __future__ import annotations
@@ -99,32 +100,42 @@ class DemoModel(VideoModel):
         self.brightness = 1.0
         self.paused = False
         self.position = [0.5, 0.35]
-        self.velocity = (0.0, 0.0)
+        self.direction = "stop"
+        self.velocity = VELOCITY[self.direction]
         self.t = 0.0
 
     # -- commands (applied on the session thread, between frames) --------------------------------
 
-    @command("set_prompt", description="Describe the scene: ocean, fire, forest, night, snow, desert...")
+    @command(
+        "set_prompt",
+        description="Describe the scene: ocean, fire, forest, night, snow, desert...",
+        state=lambda self: {"prompt": self.prompt},
+    )
     def set_prompt(self, prompt: str = Field(min_length=1, max_length=200)) -> dict[str, str]:
         self.prompt = prompt
         self.palette = palette_for(prompt)
         return {"prompt": prompt}
 
-    @command("move", description="Steer the orb")
+    @command("move", description="Steer the orb", state=lambda self: {"direction": self.direction})
     def move(self, direction: Literal["stop", "left", "right", "up", "down"]) -> None:
+        self.direction = direction
         self.velocity = VELOCITY[direction]
 
-    @command("set_speed", description="Animation speed")
+    @command("set_speed", description="Animation speed", state=lambda self: {"speed": self.speed})
     def set_speed(
         self, speed: float = Field(1.0, ge=0.0, le=4.0, description="0 freezes, 4 is fast")
     ) -> None:
         self.speed = speed
 
-    @command("set_brightness", description="Exposure of the scene")
+    @command(
+        "set_brightness",
+        description="Exposure of the scene",
+        state=lambda self: {"brightness": self.brightness},
+    )
     def set_brightness(self, brightness: float = Field(1.0, ge=0.0, le=1.5)) -> None:
         self.brightness = brightness
 
-    @command("pause", description="Pause or resume the animation")
+    @command("pause", description="Pause or resume the animation", state=lambda self: {"paused": self.paused})
     def pause(self, paused: bool) -> None:
         self.paused = paused
 

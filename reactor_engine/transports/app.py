@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from reactor_engine.runtimes.protocol import PROTOCOL_VERSION
 from reactor_engine.transports.guard import LOOPBACK_HOSTS, AccessGuard
-from reactor_engine.transports.hub import HubError, HubOptions, SessionHub
+from reactor_engine.transports.hub import HubError, HubOptions, SessionHub, load_error_kind
 from reactor_engine.transports.mjpeg import MjpegTransport
 from reactor_engine.transports.web import (
     NO_CACHE,
@@ -156,8 +156,9 @@ class HttpApp:
         health = self.engine.health()
         if health["state"] == "error":
             # The load error's text stays in the server log; the client learns its kind only.
-            kind = (self.engine.error or "").split(":", 1)[0]
-            health["reason"] = f"model failed to load ({kind}); see the server log"
+            kind = load_error_kind(self.engine)
+            health["reason"] = f"the model failed to load ({kind}); see the server log"
+            health["error"] = kind
         live = self.hub.current
         closing = self.hub.closing
         health["clients"] = len(live.clients) if live is not None else 0
@@ -175,6 +176,8 @@ class HttpApp:
                 "codec": self.engine.config.codec,
                 "codecs": list(self.hub.codecs),  # every output the engine encodes, the primary first
                 "commands": self.engine.command_schema(),
+                # The commands' current values the engine knows ({COMMAND: {PARAMETER: value}}).
+                "command_state": self.hub.command_state(),
                 "capabilities": self.engine.capabilities(),
                 "limits": {
                     "max_message_bytes": self.options.max_message_bytes,

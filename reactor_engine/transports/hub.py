@@ -1,8 +1,10 @@
 """The session hub: the running session and its clients of every transport, on the asyncio loop.
 
 Transport-neutral (nothing here speaks HTTP): starts and stops sessions, keeps the stats of recently
-ended ones, registers clients (``max_clients`` counted across kinds), runs the orphan timer, fans
-packets, model messages and session events out to the clients, and dispatches commands. A transport
+ended ones (``ended``; ``end_of`` says how one ended, for a client that comes late), registers
+clients (``max_clients`` counted across kinds), runs the orphan timer, fans packets, model messages,
+session events and the commands' current values (``{"type": "state"}``, also sent to each client as
+it attaches) out to the clients, and dispatches commands. A transport
 (``ws``, ``mjpeg``, ``webrtc``) only turns wire messages into these calls and hub callbacks
 (``HubClient``) into wire messages.
 
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from reactor_engine.commands import CommandState, command_state
 from reactor_engine.errors import (
     ClosedError,
     CommandError,
@@ -41,7 +44,16 @@ from reactor_engine.transports.errors import (
     ShuttingDown,
     TooManyClients,
 )
-from reactor_engine.transports.live import CodecOutput, HubClient, HubOptions, LiveSession
+from reactor_engine.transports.live import (
+    CodecOutput,
+    HubClient,
+    HubOptions,
+    LiveSession,
+    duration_s,
+    end_of,
+    load_error_kind,
+    state_message,
+)
 from reactor_engine.transports.metrics import HubMetrics
 
 if TYPE_CHECKING:
@@ -65,7 +77,9 @@ __all__ = [
     "SessionNotFound",
     "ShuttingDown",
     "TooManyClients",
+    "end_of",
     "json_kind",
+    "load_error_kind",
     "valid_request_id",
 ]
 
@@ -112,6 +126,15 @@ class SessionHub:
         """The stats of a recently ended session (the last ``kept_sessions``)."""
         return self._ended.get(session_id)
 
+    def command_state(self) -> CommandState:
+        """The commands' current values: those the running session last reported, else (no session
+        runs, so the model is idle) read from the model now; ``{}`` before the model is loaded."""
+        live = self._live
+        if live is not None and not live.finished:
+            return live.command_state or {}
+        model = self.engine.model
+        return {} if model is None else command_state(self.engine.spec.commands, model)
+
     def on_session_ended(self, callback: SessionEnded) -> Callable[[], None]:
         """Call ``callback(live, reason)`` as each session finishes, before its clients are closed;
         returns a function that removes it."""
@@ -131,6 +154,10 @@ class SessionHub:
             if self.engine.state == "loading":
                 why = "the model is still loading; retry shortly"
                 raise EngineNotReady(why, code="loading", retry_after=1)
+            if self.engine.state == "error":  # for good: the process must be restarted
+                kind = load_error_kind(self.engine)
+                why = f"the model failed to load ({kind}); see the server log"
+                raise EngineNotReady(why, code="load_failed", error=kind)
             try:
                 # May wait for the previous session's last frames to drain (bounded by flush_timeout).
                 session = await asyncio.to_thread(self.engine.session)
@@ -150,6 +177,13 @@ class SessionHub:
                 raise EngineNotReady(f"the engine cannot start a session while it is {state}") from None
             live = LiveSession(session, self.codecs[0])
             self._live = live
+            loop = asyncio.get_running_loop()
+
+            def state_changed(values: CommandState) -> None:  # the session thread
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is told
+                    loop.call_soon_threadsafe(self._state_changed, live, values)
+
+            live.command_state = session.context.commands.watch_state(state_changed)
             self.metrics.sessions_started.inc()
             self.metrics.session_active.set(1)
             # The primary output is always on, and read with no client too, so the encoder never
@@ -185,6 +219,7 @@ class SessionHub:
         its kind and an ``error_id``; its text is in the server log under that id."""
         stats = live.session.stats()
         stats["error"], stats["error_id"] = live.public_error()
+        stats["command_state"] = live.command_state or {}
         stats["runtime"] = {
             "clients": len(live.clients),
             "clients_by_kind": dict(collections.Counter(client.kind for client in live.clients)),
@@ -227,6 +262,11 @@ class SessionHub:
             live.orphan_timer = None
         if codec == "vp8":
             self.request_keyframe(live)
+        if live.command_state is not None:  # what the controls show now, before any change
+            try:
+                client.on_message(state_message(live, live.command_state))
+            except Exception:
+                self._client_failed(live, client, "message")
 
     def detach(self, live: LiveSession, client: HubClient) -> None:
         """Unregister a client (idempotent); arms the orphan timer when no client is left."""
@@ -389,6 +429,8 @@ class SessionHub:
                 if message.get("type") == "event" and message.get("error") is not None:
                     kind, error_id = live.public_error()
                     message = {**message, "error": kind, "error_id": error_id}
+                if message.get("type") == "event" and message.get("event") == "ended":
+                    message = {**message, "duration_s": duration_s(live.session)}
                 for client in live.clients:
                     try:
                         client.on_message(message)
@@ -396,6 +438,18 @@ class SessionHub:
                         self._client_failed(live, client, "message")
         finally:
             await self._finish(live)
+
+    def _state_changed(self, live: LiveSession, values: CommandState) -> None:
+        """The model reported new current values (loop thread): every client is told."""
+        if live.finished:
+            return
+        live.command_state = values
+        message = state_message(live, values)
+        for client in live.clients:
+            try:
+                client.on_message(message)
+            except Exception:
+                self._client_failed(live, client, "message")
 
     async def _finish(self, live: LiveSession) -> None:
         """After the end: last frames out, clients closed, the session kept for its stats (idempotent)."""

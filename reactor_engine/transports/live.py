@@ -15,10 +15,20 @@ if TYPE_CHECKING:
     from prometheus_client.metrics import Counter, Histogram
 
     from reactor_engine import _C
+    from reactor_engine.engine import Engine
     from reactor_engine.session import Session
     from reactor_engine.transports.metrics import HubMetrics
 
-__all__ = ["CodecOutput", "HubClient", "HubOptions", "LiveSession"]
+__all__ = [
+    "CodecOutput",
+    "HubClient",
+    "HubOptions",
+    "LiveSession",
+    "duration_s",
+    "end_of",
+    "load_error_kind",
+    "state_message",
+]
 
 _log = logging.getLogger("reactor_engine.hub")
 
@@ -97,6 +107,8 @@ class LiveSession:
         self.finished = False
         self.client_frames_dropped = 0
         self.last_frame_index = -1
+        # The commands' current values the model last reported ({COMMAND: {PARAMETER: value}}).
+        self.command_state: dict[str, dict[str, Any]] | None = None
         self._error_id: str | None = None
 
     @property
@@ -125,3 +137,35 @@ class LiveSession:
     def next_packet(self, codec: str) -> _C.Packet | None:
         """The codec's next packet if ready (else ``ReactorTimeoutError``); ``None`` after the end."""
         return self.session.next_packet(0.0, codec=codec)
+
+
+def state_message(live: LiveSession, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The message that tells a client the commands' current values."""
+    return {"type": "state", "session_id": live.session_id, "data": values}
+
+
+def duration_s(session: Session) -> float:
+    """How long an ended session ran, in s."""
+    return round((session.ended_ns - session.started_ns) / 1e9, 3) if session.ended_ns else 0.0
+
+
+def end_of(stats: dict[str, Any]) -> dict[str, Any]:
+    """How a session ended, from its stats (``SessionHub.ended``): what a client that comes late is told.
+
+    ``{"session_id", "reason", "error" (the crash's kind, or None), "error_id" (its text is in the
+    server log under this id), "duration_s" (how long it ran), "frames"}``.
+    """
+    duration = stats.get("duration_s")
+    return {
+        "session_id": stats.get("session_id"),
+        "reason": stats.get("end_reason"),
+        "error": stats.get("error"),
+        "error_id": stats.get("error_id"),
+        "duration_s": None if duration is None else round(duration, 3),
+        "frames": stats.get("frames"),
+    }
+
+
+def load_error_kind(engine: Engine) -> str:
+    """The kind of the exception the model's ``__init__`` raised (its text stays in the server log)."""
+    return (engine.error or "an error").split(":", 1)[0]

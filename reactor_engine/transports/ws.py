@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reactor_engine.runtimes.protocol import HEADER_SIZE, PROTOCOL_VERSION, FrameHeader
-from reactor_engine.transports.hub import HubError, json_kind, valid_request_id
+from reactor_engine.transports.hub import HubError, end_of, json_kind, valid_request_id
 from reactor_engine.transports.web import BufferedClient, PerPacket, no_session, same_origin
 
 if TYPE_CHECKING:
@@ -86,6 +86,10 @@ class WebSocketTransport:
             return
         live = self.hub.live(sid)
         if live is None:
+            if (ended := self.hub.ended(sid)) is not None:  # it ended before this client came: say how
+                end = end_of(ended)
+                await _refuse(websocket, 4410, "session_ended", _ended_text(end), session=end)
+                return
             await _refuse(websocket, 4404, "session_not_found", no_session(sid))
             return
         client = BufferedClient(
@@ -149,7 +153,7 @@ class WebSocketTransport:
             return _error("message_too_large", f"message is {size} bytes; the limit is {limit}")
         try:
             message = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep ("[" * 5000)
             return _error("invalid_json", f"message is not JSON: {exc}")
         if not isinstance(message, dict):
             return _error(
@@ -240,7 +244,13 @@ def _reply_error(request_id: Any, code: str, message: str) -> dict[str, Any]:
     }
 
 
-async def _refuse(websocket: WebSocket, code: int, error: str, message: str) -> None:
+def _ended_text(end: dict[str, Any]) -> str:
+    how = f"with an error ({end['error']})" if end["error"] else f"({end['reason']})"
+    text = f"session {end['session_id']} has ended {how} after {end['duration_s']} s"
+    return text + (f"; error id {end['error_id']} in the server log" if end["error_id"] else "")
+
+
+async def _refuse(websocket: WebSocket, code: int, error: str, message: str, **detail: Any) -> None:
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-        await websocket.send_text(json.dumps(_error(error, message)))
+        await websocket.send_text(json.dumps({**_error(error, message), **detail}))
         await websocket.close(code, error)

@@ -1,13 +1,17 @@
-// The reactor-engine viewer: starts (or joins) a session, draws its frames on a canvas, builds a
-// control for every command of GET /schema, and shows fps and latency. Protocol: docs/protocol.md.
+// The reactor-engine viewer: starts (or joins) a session and plays it over WebRTC (webrtc.js, the
+// Reactor local protocol) or, when WebRTC cannot connect, over the WebSocket (frames.js draws its
+// frames on a canvas); builds a control for every command of GET /schema (controls.js); shows codec,
+// fps, bitrate, RTT and latency. Protocol: docs/protocol.md. `?transport=websocket|webrtc` forces one.
+// It tells the truth about the model: a load failure or a session's end with its kind and when
+// (outcome.js), and only the command values the engine reports as current (controls.js).
 "use strict";
 
 (() => {
-  const HEADER_SIZE = 88;
-  const MAGIC = 0x4d524652; // "RFRM" read as a little-endian uint32
-  const CODECS = { 1: "jpeg", 2: "raw", 3: "i420" };
   const COMMAND_TIMEOUT_MS = 15000;
+  const REPLY_GRACE_MS = 1000; // v0 data-channel commands have no reply; wait this long for one anyway
   const LOG_LIMIT = 100;
+  const RTC = window.ReactorWebRTC; // absent when webrtc.js did not load: the WebSocket is used
+  const OUTCOME = window.ReactorOutcome;
 
   // Relative to the page, so the viewer also works where a host mounts the app under a prefix.
   const basePath = location.pathname.endsWith("/") ? location.pathname : location.pathname + "/";
@@ -18,37 +22,59 @@
     u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     return u;
   };
+  const forced = new URLSearchParams(location.search).get("transport"); // "webrtc" | "websocket" | null
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("screen");
+  const video = $("video");
   const context2d = canvas.getContext("2d", { willReadFrequently: true });
 
-  // Everything the page knows, also read by the browser test (window.reactorViewer).
+  // Everything the page knows, also read by the browser tests (window.reactorViewer.state).
   const state = {
     model: null,
+    serverCodecs: null,
     sessionId: null,
     status: "starting",
+    transport: null, // "webrtc" | "websocket" once live
+    fallback: null, // {code, message}: why WebRTC was not used
+    connectionId: null,
     framesReceived: 0,
     framesDrawn: 0,
+    framesDecoded: 0,
     lastIndex: -1,
     lastDrawnIndex: -1,
     missed: 0,
     width: 0,
     height: 0,
-    codec: null,
+    codec: null, // "VP8" over WebRTC (from getStats), the frame codec ("jpeg") over the WebSocket
+    bitrateKbps: null,
     serverLatencyMs: null,
     rttMs: null,
+    jitterBufferMs: null,
+    decodeMs: null,
+    latencyMs: null,
     fps: 0,
     errors: [],
     replies: 0,
+    messages: [],
+    commandState: null, // {COMMAND: {PARAMETER: value}}: the current values the engine reported
+    loadError: null, // "the model failed to load (KIND); ..." when it did
+    end: null, // how the last session ended: {reason, error, error_id, duration_s}
   };
   let ws = null;
-  let pending = null; // the newest frame not yet drawn; older undrawn frames are skipped (counted)
-  let drawing = false;
-  let arrivals = [];
+  let rtc = null; // the WebRTC connection (webrtc.js) while one is live
+  let rtcStats = null;
+  const frames = window.ReactorFrames.player(canvas, context2d, state, log); // WebSocket frames
+  const screen = window.ReactorScreen.create(state, frames, canvas, video, context2d); // stats, fit, pixels
   let requestSeq = 0;
-  const waiting = new Map(); // request_id -> {resolve, timer}
+  // request_id -> {resolve, timer, command (over WebRTC: the reply is the model message of that type),
+  // late (the command was reported sent; this waits for a result that may still come)}
+  const waiting = new Map();
   let pingTimer = null;
+  let statsTimer = null;
+  let stopping = false;
+  let sessionEnd = null; // how the session ended, as the server said (event, refusal, sessionEnded)
+  let controls = null; // ReactorControls.build's {sync}
 
   // -- status and log ---------------------------------------------------------------------------
 
@@ -68,6 +94,23 @@
     while (list.children.length > LOG_LIMIT) list.lastChild.remove();
   }
 
+  function setTransport(transport) {
+    if (transport !== state.transport) Object.assign(state, { lastIndex: -1, missed: 0, fps: 0, bitrateKbps: null, codec: null });
+    state.transport = transport;
+    document.documentElement.dataset.transport = transport || "";
+    video.hidden = transport !== "webrtc";
+    canvas.hidden = transport === "webrtc";
+  }
+
+  function fallBack(code, message) {
+    state.fallback = { code, message };
+    document.documentElement.dataset.fallback = code;
+    const notice = $("notice");
+    notice.textContent = "WebRTC unavailable (" + message + "): playing over the WebSocket instead.";
+    notice.hidden = code === "disabled";
+    log("WebRTC unavailable: " + message, code !== "disabled");
+  }
+
   async function fetchJSON(path, options) {
     const response = await fetch(url(path), options);
     let body = null;
@@ -77,10 +120,213 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  function settleAll(error) {
+    for (const [, entry] of waiting) {
+      clearTimeout(entry.timer);
+      if (!entry.late) entry.resolve({ ok: false, error }); // a sent command's result line stays "sent"
+    }
+    waiting.clear();
+  }
+
+  function ended(text, kind) {
+    clearInterval(pingTimer);
+    clearInterval(statsTimer);
+    settleAll({ code: "disconnected", message: "connection closed" });
+    setStatus(text, kind);
+    state.sessionId = null;
+    rtc = null;
+    ws = null;
+    $("stop").hidden = true;
+    $("start").hidden = false;
+  }
+
+  // The session is over: say how it ended, from the server's stats of it (they name the error's kind
+  // and id), else from what the transport said; then show the idle model's values.
+  async function closedWith(sessionId, fallback, bad) {
+    const end = (await OUTCOME.endFromServer(fetchJSON, sessionId)) || sessionEnd;
+    state.end = end;
+    const failed = Boolean(end && (end.error || end.reason === "error"));
+    if (end) log(OUTCOME.describeEnd(end), failed);
+    ended(end ? OUTCOME.describeEnd(end) : fallback, failed || (!end && bad) ? "bad" : "");
+    fetchJSON("schema").then(
+      (schema) => { if (schema.status === 200) syncControls(schema.body.command_state); },
+      () => {}, // keep what is shown
+    );
+  }
+
+  function syncControls(values) {
+    state.commandState = values || null;
+    if (controls) controls.sync(state.commandState);
+  }
+
+  // The model failed to load: no session will start until the server is restarted.
+  function loadFailed(text) {
+    state.loadError = text;
+    log(text, true);
+    ended(text, "bad");
+    $("start").hidden = true;
+  }
+
   // -- session ----------------------------------------------------------------------------------
+
+  function whyNotWebRtc() {
+    if (forced === "websocket") return ["disabled", "?transport=websocket"];
+    if (!RTC) return ["unavailable", "webrtc.js did not load"];
+    if (typeof window.RTCPeerConnection !== "function") return ["unsupported", "this browser has no RTCPeerConnection"];
+    if (state.serverCodecs && !state.serverCodecs.includes("vp8")) {
+      return ["no_vp8", "the server encodes " + state.serverCodecs.join(", ") + ", not VP8"];
+    }
+    return null;
+  }
 
   async function start() {
     $("start").hidden = true;
+    stopping = false;
+    sessionEnd = null;
+    state.end = null;
+    state.fallback = null;
+    $("notice").hidden = true;
+    const why = forced === "webrtc" ? null : whyNotWebRtc();
+    if (why) {
+      fallBack(...why);
+      return startWebSocket();
+    }
+    try {
+      return await startWebRtc();
+    } catch (e) {
+      if (e.code === "load_failed") return loadFailed(e.message);
+      if (forced === "webrtc") {
+        log("WebRTC failed: " + e.message, true);
+        ended("WebRTC failed: " + e.message, "bad");
+        return;
+      }
+      fallBack(e.code || "error", e.message || String(e));
+      return startWebSocket();
+    }
+  }
+
+  async function stop() {
+    if (!state.sessionId) return;
+    stopping = true;
+    $("stop").disabled = true;
+    if (state.transport === "webrtc") await fetchJSON("stop_session", { method: "POST" });
+    else await fetchJSON("sessions/" + encodeURIComponent(state.sessionId), { method: "DELETE" });
+  }
+
+  // -- WebRTC -----------------------------------------------------------------------------------
+
+  async function startWebRtc() {
+    setStatus("starting a session…");
+    const { descriptor, adopted } = await RTC.startSession(url, (text) => setStatus(text));
+    if (adopted) log("a session is already running; joining it");
+    state.sessionId = descriptor.session_id;
+    setStatus("connecting over WebRTC…");
+    rtc = await RTC.connect(url, descriptor, { track: showTrack, message: onRtcMessage, closed: onRtcClosed });
+    state.connectionId = rtc.connectionId;
+    setTransport("webrtc");
+    setStatus("live · session " + String(descriptor.session_id).slice(0, 8) + " · WebRTC", "live");
+    $("stop").hidden = false;
+    $("stop").disabled = false;
+    log("connected over WebRTC to session " + descriptor.session_id + " (connection " + rtc.connectionId + ")");
+    rtcStats = null;
+    statsTimer = setInterval(pollWebRtcStats, 1000);
+  }
+
+  function showTrack(name, track) {
+    if (video.srcObject) return; // the first output track is shown
+    const stream = new MediaStream([track]);
+    video.srcObject = stream;
+    video.play().catch(() => {}); // muted + autoplay: allowed without a gesture
+    // Frames presented, until this stream is replaced (a new connection starts its own count).
+    const onFrame = (now, metadata) => {
+      if (video.srcObject !== stream) return;
+      state.framesDrawn++;
+      state.width = metadata.width;
+      state.height = metadata.height;
+      video.requestVideoFrameCallback(onFrame);
+    };
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+  }
+
+  function onRtcMessage(message, channel) {
+    const inner = message.scope && message.data && typeof message.data === "object" ? message.data : null;
+    if (inner && inner.type === "sessionEnded") {
+      sessionEnd = OUTCOME.endOf({ reason: (inner.data && inner.data.reason) || "ended" });
+      stopping = true;
+      return;
+    }
+    if (inner && message.scope === "application") {
+      // v0 has no replies, but the server sends a command's non-empty result as a model message
+      // typed with the command's name: show it next to the control that sent it.
+      for (const [id, pending] of waiting) {
+        if (pending.command !== inner.type) continue;
+        clearTimeout(pending.timer);
+        waiting.delete(id);
+        state.replies++;
+        pending.resolve({ ok: true, result: inner.data });
+        break;
+      }
+      state.messages.push(inner);
+      log("model: " + inner.type + " " + JSON.stringify(inner.data));
+      return;
+    }
+    if (inner && inner.type === "pong") return;
+    log(channel + ": " + JSON.stringify(message).slice(0, 200), message.type === "error" || (inner && inner.type === "error"));
+  }
+
+  async function onRtcClosed(reason) {
+    const sessionId = state.sessionId;
+    video.srcObject = null;
+    clearInterval(statsTimer);
+    if (!stopping && sessionId && (await RTC.sessionAlive(url, sessionId))) {
+      // The peer connection failed under a running session: keep watching it over the WebSocket.
+      rtc = null;
+      fallBack("lost", reason.startsWith("connection") ? reason : "connection lost: " + reason);
+      return startWebSocket();
+    }
+    setTransport(null);
+    await closedWith(sessionId, "session closed (" + reason + ")", !stopping);
+  }
+
+  async function pollWebRtcStats() {
+    const conn = rtc;
+    if (!conn) return;
+    const trackName = conn.trackNames[0];
+    try {
+      rtcStats = await RTC.readStats(conn.pc, conn.mids[trackName], rtcStats);
+    } catch (e) {
+      return;
+    }
+    const s = rtcStats;
+    if (s.codec) state.codec = s.codec;
+    document.documentElement.dataset.codec = state.codec || "";
+    state.framesDecoded = s.framesDecoded;
+    state.framesReceived = s.framesDecoded;
+    state.lastIndex = s.framesDecoded;
+    state.missed = (s.framesDropped || 0) + (s.packetsLost || 0);
+    if (!state.width && s.width) { state.width = s.width; state.height = s.height; }
+    if (typeof s.fps === "number") state.fps = s.fps;
+    if (typeof s.bitrateKbps === "number") state.bitrateKbps = s.bitrateKbps;
+    state.rttMs = typeof s.rttMs === "number" ? s.rttMs : state.rttMs;
+    state.jitterBufferMs = s.jitterBufferMs ?? null;
+    state.decodeMs = s.decodeMs ?? null;
+    // The server's part comes from its stats: commit → encoded packet of the shown track.
+    try {
+      const result = await fetchJSON("sessions/" + encodeURIComponent(state.sessionId) + "/stats");
+      if (result.body && result.body.command_state && rtc === conn) syncControls(result.body.command_state);
+      const tracks = (result.body && result.body.tracks) || {};
+      const track = tracks[trackName] || Object.values(tracks)[0];
+      if (track && track.commit_to_packet && track.commit_to_packet.count) state.serverLatencyMs = track.commit_to_packet.p50_ms;
+    } catch (e) { /* keep the last figure */ }
+    state.latencyMs =
+      state.serverLatencyMs === null
+        ? null
+        : state.serverLatencyMs + (state.rttMs || 0) / 2 + (state.jitterBufferMs || 0) + (state.decodeMs || 0);
+  }
+
+  // -- WebSocket --------------------------------------------------------------------------------
+
+  async function startWebSocket() {
     setStatus("starting a session…");
     for (let attempt = 0; attempt < 600; attempt++) {
       let result;
@@ -92,46 +338,37 @@
         continue;
       }
       const error = result.body && result.body.error;
-      if (result.status === 201) return connect(result.body.session_id);
+      if (result.status === 201) return connectWebSocket(result.body.session_id);
       if (result.status === 409 && error && error.session_id) {
-        log("a session is already running; joining it");
-        return connect(error.session_id);
+        if (error.session_id !== state.sessionId) log("a session is already running; joining it");
+        return connectWebSocket(error.session_id);
+      }
+      if (result.status === 503 && error && error.code === "load_failed") {
+        return loadFailed(OUTCOME.loadFailure({ state: "error", error: error.error }));
       }
       if (result.status === 503 && error && (error.code === "loading" || error.code === "not_ready")) {
         setStatus("loading the model…");
         await sleep(1000);
         continue;
       }
-      setStatus("cannot start a session: " + (error ? error.message : "HTTP " + result.status), "bad");
-      $("start").hidden = false;
+      ended("cannot start a session: " + (error ? error.message : "HTTP " + result.status), "bad");
       return;
     }
   }
 
-  async function stop() {
-    if (!state.sessionId) return;
-    $("stop").disabled = true;
-    await fetchJSON("sessions/" + encodeURIComponent(state.sessionId), { method: "DELETE" });
-  }
-
-  function connect(sessionId) {
+  function connectWebSocket(sessionId) {
     state.sessionId = sessionId;
+    setTransport("websocket");
     setStatus("connecting…");
     ws = new WebSocket(wsUrl("sessions/" + encodeURIComponent(sessionId) + "/ws"));
     ws.binaryType = "arraybuffer";
     ws.onmessage = (event) => {
       if (typeof event.data === "string") onText(event.data);
-      else onFrame(event.data);
+      else frames.push(event.data);
     };
     ws.onclose = (event) => {
-      clearInterval(pingTimer);
-      for (const [, entry] of waiting) entry.resolve({ ok: false, error: { code: "disconnected", message: "connection closed" } });
-      waiting.clear();
       const why = event.reason || "code " + event.code;
-      setStatus("session closed (" + why + ")", event.code === 1000 ? "" : "bad");
-      state.sessionId = null;
-      $("stop").hidden = true;
-      $("start").hidden = false;
+      closedWith(sessionId, "session closed (" + why + ")", event.code !== 1000);
     };
     ws.onerror = () => log("WebSocket error", true);
     pingTimer = setInterval(ping, 1000);
@@ -143,18 +380,30 @@
     return true;
   }
 
+  // One command (or other request) over whichever transport is live; resolves with the reply.
   function request(message) {
     const id = "v" + (++requestSeq);
+    const overRtc = state.transport === "webrtc" && rtc;
     return new Promise((resolve) => {
-      if (!send({ ...message, request_id: id })) {
+      const sent = overRtc ? rtc.command(message.type, message.data) : send({ ...message, request_id: id });
+      if (!sent) {
         resolve({ ok: false, error: { code: "not_connected", message: "no session is connected" } });
         return;
       }
-      const timer = setTimeout(() => {
-        waiting.delete(id);
-        resolve({ ok: false, error: { code: "timeout", message: "no reply within " + COMMAND_TIMEOUT_MS / 1000 + " s" } });
-      }, COMMAND_TIMEOUT_MS);
-      waiting.set(id, { resolve, timer });
+      const timer = overRtc
+        ? setTimeout(() => {
+            // No reply yet: say it was sent, and keep listening for a late result a while longer.
+            const later = new Promise((settle) => {
+              const expire = setTimeout(() => waiting.delete(id), COMMAND_TIMEOUT_MS);
+              waiting.set(id, { resolve: settle, timer: expire, command: message.type, late: true });
+            });
+            resolve({ ok: true, sent: true, later });
+          }, REPLY_GRACE_MS)
+        : setTimeout(() => {
+            waiting.delete(id);
+            resolve({ ok: false, error: { code: "timeout", message: "no reply within " + COMMAND_TIMEOUT_MS / 1000 + " s" } });
+          }, COMMAND_TIMEOUT_MS);
+      waiting.set(id, { resolve, timer, command: overRtc ? message.type : null });
     });
   }
 
@@ -162,18 +411,17 @@
     send({ type: "ping", request_id: "ping", t: performance.now() });
   }
 
-  // -- messages ---------------------------------------------------------------------------------
-
   function onText(text) {
     let message;
     try { message = JSON.parse(text); } catch (e) { log("unreadable message from the server", true); return; }
     switch (message.type) {
       case "hello":
         state.codec = message.codec;
-        setStatus("live · session " + message.session_id.slice(0, 8), "live");
+        document.documentElement.dataset.codec = message.codec || "";
+        setStatus("live · session " + message.session_id.slice(0, 8) + " · WebSocket", "live");
         $("stop").hidden = false;
         $("stop").disabled = false;
-        log("connected to session " + message.session_id);
+        log("connected over the WebSocket to session " + message.session_id);
         break;
       case "pong":
         if (typeof message.t === "number") state.rttMs = performance.now() - message.t;
@@ -189,13 +437,22 @@
         break;
       }
       case "event":
-        log("session " + message.event + (message.reason ? ": " + message.reason : ""), message.event !== "started" && message.reason === "error");
-        if (message.event === "ended") setStatus("session ended (" + message.reason + ")");
+        if (message.event === "ended") {
+          sessionEnd = state.end = OUTCOME.endOf(message);
+          setStatus(OUTCOME.describeEnd(sessionEnd), message.reason === "error" ? "bad" : "");
+        } else {
+          log("session " + message.event + (message.reason ? ": " + message.reason : ""), message.event === "unhealthy");
+        }
+        break;
+      case "state":
+        syncControls(message.data);
         break;
       case "message":
+        state.messages.push(message.data);
         log("model: " + JSON.stringify(message.data));
         break;
       case "error":
+        if (message.code === "session_ended" && message.session) sessionEnd = OUTCOME.endOf(message.session);
         state.errors.push(message);
         log("error " + message.code + ": " + message.message, true);
         break;
@@ -204,282 +461,37 @@
     }
   }
 
-  // -- frames -----------------------------------------------------------------------------------
-
-  function onFrame(buffer) {
-    if (buffer.byteLength < HEADER_SIZE) return;
-    const view = new DataView(buffer);
-    if (view.getUint32(0, true) !== MAGIC) return;
-    const frame = {
-      codec: CODECS[view.getUint8(5)],
-      index: Number(view.getBigUint64(8, true)),
-      width: view.getUint32(16, true),
-      height: view.getUint32(20, true),
-      payload: new Uint8Array(buffer, view.getUint16(6, true), view.getUint32(24, true)),
-    };
-    const commitNs = view.getBigInt64(48, true);
-    const sendNs = view.getBigInt64(80, true);
-    state.serverLatencyMs = Number(sendNs - commitNs) / 1e6;
-    if (state.lastIndex >= 0 && frame.index > state.lastIndex + 1) state.missed += frame.index - state.lastIndex - 1;
-    state.lastIndex = frame.index;
-    state.framesReceived++;
-    arrivals.push(performance.now());
-    if (pending) state.missed++;
-    pending = frame;
-    if (!drawing) draw();
-  }
-
-  async function draw() {
-    drawing = true;
-    try {
-      while (pending) {
-        const frame = pending;
-        pending = null;
-        if (canvas.width !== frame.width || canvas.height !== frame.height) {
-          canvas.width = frame.width;
-          canvas.height = frame.height;
-        }
-        if (frame.codec === "jpeg") {
-          const bitmap = await createImageBitmap(new Blob([frame.payload], { type: "image/jpeg" }));
-          context2d.drawImage(bitmap, 0, 0);
-          bitmap.close();
-        } else {
-          context2d.putImageData(toImageData(frame), 0, 0);
-        }
-        state.width = frame.width;
-        state.height = frame.height;
-        state.framesDrawn++;
-        state.lastDrawnIndex = frame.index;
-      }
-    } catch (e) {
-      log("cannot draw a frame: " + e, true);
-    } finally {
-      drawing = false;
-    }
-  }
-
-  function toImageData(frame) {
-    const { width, height, payload } = frame;
-    const image = context2d.createImageData(width, height);
-    const out = image.data;
-    if (frame.codec === "raw") {
-      for (let i = 0, j = 0; i < width * height; i++, j += 3) {
-        out[4 * i] = payload[j]; out[4 * i + 1] = payload[j + 1]; out[4 * i + 2] = payload[j + 2]; out[4 * i + 3] = 255;
-      }
-      return image;
-    }
-    // i420: full-size Y, then U and V at half size in each direction (BT.601, full range).
-    const chromaWidth = (width + 1) >> 1;
-    const uOffset = width * height;
-    const vOffset = uOffset + chromaWidth * ((height + 1) >> 1);
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        const c = (y >> 1) * chromaWidth + (x >> 1);
-        const Y = payload[y * width + x], U = payload[uOffset + c] - 128, V = payload[vOffset + c] - 128;
-        const o = 4 * (y * width + x);
-        out[o] = Y + 1.402 * V; out[o + 1] = Y - 0.344 * U - 0.714 * V; out[o + 2] = Y + 1.772 * U; out[o + 3] = 255;
-      }
-    }
-    return image;
-  }
-
-  function meanColor() {
-    // The average colour of the canvas, sampled on a grid (the browser test's pixel check).
-    const { width, height } = canvas;
-    const data = context2d.getImageData(0, 0, width, height).data;
-    const sum = [0, 0, 0];
-    let n = 0;
-    const step = Math.max(1, Math.floor(Math.min(width, height) / 32));
-    for (let y = 0; y < height; y += step) {
-      for (let x = 0; x < width; x += step) {
-        const o = 4 * (y * width + x);
-        sum[0] += data[o]; sum[1] += data[o + 1]; sum[2] += data[o + 2];
-        n++;
-      }
-    }
-    return sum.map((v) => v / Math.max(1, n));
-  }
-
-  function updateStats() {
-    const now = performance.now();
-    arrivals = arrivals.filter((t) => now - t <= 2000);
-    state.fps = arrivals.length > 1 ? ((arrivals.length - 1) * 1000) / (arrivals[arrivals.length - 1] - arrivals[0]) : 0;
-    const ms = (v) => (v === null ? "–" : v.toFixed(1) + " ms");
-    $("stat-fps").textContent = state.fps.toFixed(1);
-    $("stat-server").textContent = ms(state.serverLatencyMs);
-    $("stat-rtt").textContent = ms(state.rttMs);
-    $("stat-latency").textContent =
-      state.serverLatencyMs === null ? "–" : ms(state.serverLatencyMs + (state.rttMs === null ? 0 : state.rttMs / 2));
-    $("stat-frame").textContent = state.lastIndex < 0 ? "–" : String(state.lastIndex);
-    $("stat-size").textContent = state.width ? state.width + "×" + state.height + " " + (state.codec || "") : "–";
-    $("stat-missed").textContent = String(state.missed);
-  }
-
-  // -- controls generated from the command schema -------------------------------------------------
-
-  function unwrap(schema) {
-    // Optional[X] is {"anyOf": [X, {"type": "null"}], "default": ...}: use X, keep the outer default.
-    if (schema.anyOf) {
-      const inner = schema.anyOf.find((s) => s.type !== "null") || {};
-      return { ...inner, ...schema, anyOf: undefined };
-    }
-    return schema;
-  }
-
-  function makeField(key, rawSchema, required) {
-    const schema = unwrap(rawSchema);
-    const label = document.createElement("label");
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = schema.title || key;
-    if (schema.description) label.title = schema.description;
-    label.append(name);
-    let input;
-    let read;
-    let kind;
-    const choices = schema.enum || (schema.const !== undefined ? [schema.const] : null);
-    if (choices) {
-      kind = "select";
-      input = document.createElement("select");
-      for (const choice of choices) {
-        const option = document.createElement("option");
-        option.value = JSON.stringify(choice);
-        option.textContent = String(choice);
-        input.append(option);
-      }
-      if (schema.default !== undefined) input.value = JSON.stringify(schema.default);
-      read = () => JSON.parse(input.value);
-    } else if (schema.type === "boolean") {
-      kind = "checkbox";
-      input = document.createElement("input");
-      input.type = "checkbox";
-      input.checked = schema.default === true;
-      read = () => input.checked;
-    } else if (schema.type === "number" || schema.type === "integer") {
-      const min = schema.minimum ?? schema.exclusiveMinimum;
-      const max = schema.maximum ?? schema.exclusiveMaximum;
-      input = document.createElement("input");
-      const integer = schema.type === "integer";
-      if (min !== undefined && max !== undefined) {
-        kind = "slider";
-        input.type = "range";
-        input.min = String(min);
-        input.max = String(max);
-        input.step = integer ? "1" : "any";
-        input.value = String(schema.default ?? min);
-        const shown = document.createElement("output");
-        shown.textContent = input.value;
-        input.addEventListener("input", () => { shown.textContent = Number(input.value).toFixed(integer ? 0 : 2); });
-        label.append(input, shown);
-        read = () => (integer ? Math.round(Number(input.value)) : Number(input.value));
-        input.name = key;
-        return { label, input, read, kind, required };
-      }
-      kind = "number";
-      input.type = "number";
-      input.step = integer ? "1" : "any";
-      if (min !== undefined) input.min = String(min);
-      if (max !== undefined) input.max = String(max);
-      if (schema.default !== undefined && schema.default !== null) input.value = String(schema.default);
-      read = () => (input.value === "" ? undefined : integer ? parseInt(input.value, 10) : Number(input.value));
-    } else {
-      kind = "text";
-      input = document.createElement("input");
-      input.type = "text";
-      if (schema.maxLength) input.maxLength = schema.maxLength * 4; // the server says when it is too long
-      if (typeof schema.default === "string") input.value = schema.default;
-      input.placeholder = schema.description || (schema.type || "value");
-      read = () => input.value;
-    }
-    input.name = key;
-    label.append(input);
-    return { label, input, read, kind, required };
-  }
-
-  function buildControls(commands) {
-    const form = $("controls");
-    form.textContent = "";
-    for (const [name, schema] of Object.entries(commands)) {
-      const set = document.createElement("fieldset");
-      set.dataset.command = name;
-      const legend = document.createElement("legend");
-      legend.textContent = name;
-      set.append(legend);
-      if (schema.description) {
-        const p = document.createElement("p");
-        p.className = "description";
-        p.textContent = schema.description;
-        set.append(p);
-      }
-      const required = new Set(schema.required || []);
-      const fields = Object.entries(schema.properties || {}).map(([key, s]) => [key, makeField(key, s, required.has(key))]);
-      const result = document.createElement("div");
-      result.className = "result";
-      const sendIt = async () => {
-        const data = {};
-        for (const [key, field] of fields) {
-          const value = field.read();
-          if (value !== undefined) data[key] = value;
-        }
-        result.className = "result";
-        result.textContent = "sending…";
-        const reply = await request({ type: name, data });
-        if (reply.ok) {
-          result.className = "result ok";
-          result.textContent = reply.result === null || reply.result === undefined ? "ok" : "ok: " + JSON.stringify(reply.result);
-        } else {
-          result.className = "result error";
-          result.textContent = reply.error.code + ": " + reply.error.message;
-          log(name + " failed: " + reply.error.message, true);
-        }
-      };
-      for (const [, field] of fields) set.append(field.label);
-      const immediate = fields.length === 1 && fields[0][1].kind !== "text" && fields[0][1].kind !== "number";
-      if (immediate) {
-        fields[0][1].input.addEventListener("change", sendIt);
-      } else {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.textContent = fields.length ? "Send" : name;
-        button.addEventListener("click", sendIt);
-        set.append(button);
-        for (const [, field] of fields) {
-          if (field.kind === "text" || field.kind === "number") {
-            field.input.addEventListener("keydown", (event) => {
-              if (event.key === "Enter") { event.preventDefault(); sendIt(); }
-            });
-          }
-        }
-      }
-      set.append(result);
-      form.append(set);
-    }
-    if (!Object.keys(commands).length) form.textContent = "This model takes no commands.";
-  }
-
   // -- start ------------------------------------------------------------------------------------
 
   async function main() {
     $("start").addEventListener("click", start);
     $("stop").addEventListener("click", stop);
-    setInterval(updateStats, 500);
+    window.addEventListener("pagehide", () => { if (rtc) rtc.close(); });
+    window.addEventListener("resize", screen.update);
+    setInterval(screen.update, 500);
     for (let attempt = 0; ; attempt++) {
       try {
         const schema = await fetchJSON("schema");
         if (schema.status === 200) {
-          state.model = schema.body.model;
-          $("model").textContent = schema.body.model;
-          document.title = schema.body.model + " · reactor-engine";
-          buildControls(schema.body.commands || {});
+          const body = schema.body;
+          state.model = body.model;
+          // Every output the engine encodes (primary first); with `codec` alone VP8 may still be an extra.
+          if (Array.isArray(body.codecs)) state.serverCodecs = body.codecs;
+          $("model").textContent = body.model;
+          document.title = body.model + " · reactor-engine";
+          controls = window.ReactorControls.build($("controls"), body.commands || {}, request, log);
+          syncControls(body.command_state);
           break;
         }
       } catch (e) { /* the server is not up yet */ }
       setStatus("waiting for the server…", "bad");
       await sleep(Math.min(5000, 500 * (attempt + 1)));
     }
-    await start();
+    const failure = await OUTCOME.loadFailureFromServer(fetchJSON);
+    if (failure) loadFailed(failure);
+    else await start();
   }
 
-  window.reactorViewer = { state, meanColor, start, stop, request };
+  window.reactorViewer = { state, meanColor: screen.meanColor, start, stop, request };
   main();
 })();
