@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_frames_are_written_as_a_jpeg_sequence_with_scripted_commands_and_stats(
     done = run_cli("run", "model.py", *args, cwd=project)
     assert done.returncode == 0, done.stderr
     assert "[STATS] 12 frames" in done.stdout
+    assert re.search(r"fps, \d+ dropped, ended", done.stdout), done.stdout  # drops beside fps
     files = sorted((project / "out").glob("frame_*.jpg"))
     assert [f.name for f in files] == [f"frame_{i:06d}.jpg" for i in range(12)]
     with Image.open(files[0]) as first, Image.open(files[-1]) as last:
@@ -234,3 +236,24 @@ def test_sigterm_ends_a_hung_model_run_with_stats(tmp_path):
     assert proc.returncode == 1, stderr
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["healthy"] is False
+
+
+def test_the_loaded_in_time_excludes_the_model_files_imports(tmp_path, monkeypatch, caplog):
+    """The model file's import moves a fake clock on by 1000 s; "loaded in" must not count it."""
+    import logging
+    import types
+
+    from reactor_engine import cli
+
+    clock = types.SimpleNamespace(now=0.0)
+    fake_time = types.SimpleNamespace(monotonic=lambda: clock.now, sleep=lambda s: None)
+    monkeypatch.setattr(cli, "time", fake_time)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    monkeypatch.setitem(sys.modules, "fake_clock_for_test", clock)
+    (tmp_path / "model.py").write_text("import fake_clock_for_test as clock\nclock.now += 1000.0\n" + MODEL)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="reactor_engine"):
+        code = cli.main(["run", "model.py", "--runtime", "headless", "--output", "out", "--frames", "2"])
+    assert code == 0
+    loaded = [r.getMessage() for r in caplog.records if "loaded in" in r.getMessage()]
+    assert loaded and "loaded in 0.00 s" in loaded[0], loaded  # was "loaded in 1000.00 s"
