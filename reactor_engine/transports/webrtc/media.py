@@ -1,19 +1,49 @@
 """The session's outbound VP8: one encode per frame, pushed pre-encoded into every peer's libwebrtc track.
 
 Threads: ``VideoSender.push`` and everything in ``SessionMedia`` run on the asyncio loop thread (the
-session hub calls ``on_packet`` there). ``on_encoder_feedback`` callbacks come on libwebrtc's native
-threads; they only post to the loop (``call_soon_threadsafe``) and never block.
+session hub calls ``on_packet`` there). ``on_encoder_feedback`` and the sender transform's callbacks
+come on libwebrtc's native threads; they count, post to the loop (``call_soon_threadsafe``) and
+never block.
 
 Copies: reactor-webrtc 0.24.2's ``EncodedVideoTrack.push_encoded_frame`` takes ``bytes`` only (a
 ``memoryview`` or ``bytearray`` raises ``TypeError``: its binding asks for ``PyBytes``), so each
 packet is copied into one ``bytes`` object, once, and that one object is pushed to every peer.
 
-Rate control (the "rate-control trap"): libwebrtc sends a pre-encoded stream no faster than the
-sender's target bitrate and holds back what exceeds it, so the encoder follows the congestion
-controller: every peer's ``RateUpdate`` is kept, and the encoder's target is the lowest of them
-(clamped to the configured bitrate), and each sender's own cap is lifted above the configured
-bitrate (``Transceiver.set_send_bitrate``) so that libwebrtc's resolution-keyed default does not
-hold frames back.
+Rate control (the "rate-control trap"): the encoder follows the congestion controller: every peer's
+``RateUpdate`` is kept, the encoder's target is the lowest of them (clamped to the configured
+bitrate), and each sender's own cap is lifted above the configured bitrate
+(``Transceiver.set_send_bitrate``) so that libwebrtc's resolution-keyed default holds nothing back.
+
+reactor-webrtc 0.24.2's queue (read in its public source, ``encoded.rs``, whose ``VecDeque`` the
+0.24.2 wheel still has; measured here with the sender transform counting what libwebrtc takes):
+``push_encoded_frame`` appends the frame to a per-track FIFO (unbounded, no drop policy) and pushes
+a dummy raw frame into the track's source to wake libwebrtc's encoder stage, which pops the *oldest*
+queued frame each time it runs. libwebrtc drops inputs before that stage: its frame dropper when the
+bytes exceed the congestion controller's target over ~0.5 s (and a few frames more), its congestion
+window (every n-th input while more is in flight than it allows: ``WebRTC-CongestionWindow``'s
+default ``DropFrame:true``), its encoder queue when two inputs come faster than it encodes, its
+first few inputs at some start bitrates, and every input while its target is 0. Each drop leaves a
+frame in the FIFO that no later push removes (a push adds one frame and takes at most one), so every
+later frame waits one frame period more, for the life of the track: 7 s at 400 kbit/s left 62-79
+(+2.1-2.6 s). Neither a fresh track on the transceiver (its encoder keeps popping the old FIFO: video
+stops) nor empty pushes (queued like frames) undo it; a new peer connection does. So ``VideoSender``
+pushes only what libwebrtc will take:
+
+- a leaky bucket per peer (``budget.PushBudget``) drains at the peer's target bitrate (its last
+  ``RateUpdate``) and holds 0.3 s of it; a key frame enters it over 0.5 s, as it does
+  libwebrtc's frame dropper. A delta frame that does not fit is not pushed (``frames_skipped``), nor
+  any delta after it: once the bucket has drained, a key frame is asked for (the one encode is
+  shared: every peer gets it, harmless) and the peer resumes on it (``resyncs``);
+- pushes are paced (``frames_waited``): one at a time, each once libwebrtc has taken the one before
+  (``frames_taken``) and ``_MIN_GAP_S`` after it;
+- a push not taken ``_TAKE_TIMEOUT_S`` later was dropped (``input_drops``; the FIFO now holds one
+  more frame for good, ``backlog_frames``): the peer pushes nothing for a back-off (0.5 s, doubled
+  for each drop within 4 s of the last, up to 2 s), then resyncs.
+
+Measured (``benchmarks/webrtc_congestion.py``: 640x360, 1.5 Mbit/s, 7 s at 400 kbit/s), 2-3 frames
+stay in the FIFO (+70-105 ms) against 62-79 before; each such episode can add a few more, which only
+a new peer connection clears. A slow peer skips frames and asks for key frames; the others get every
+frame (and those key frames).
 """
 
 from __future__ import annotations
@@ -23,17 +53,19 @@ import logging
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import reactor_webrtc as rtc
 
 from reactor_engine.transports.web import PerPacket
+from reactor_engine.transports.webrtc.budget import PushBudget
 
 if TYPE_CHECKING:
     from reactor_engine import _C
 
-__all__ = ["SessionMedia", "VideoSender", "outbound_stats", "peer_connection_factory", "post_to_loop"]
+__all__ = ["SessionMedia", "VideoSender", "peer_connection_factory", "post_to_loop"]
 
 _log = logging.getLogger("reactor_engine.webrtc")
 
@@ -47,12 +79,17 @@ _RTP_CLOCK_HZ = 90_000
 # A target bitrate change smaller than this fraction is not passed on to the encoder.
 _BITRATE_HYSTERESIS = 0.05
 # The encoder aims this far under the congestion controller's allocation: libwebrtc drops the input
-# frames of a stream over its allocation, which reactor-webrtc turns into lasting delay (see
-# ``VideoSender.check_backlog``), and libvpx overshoots on keyframes and scene changes.
+# frames of a stream over its allocation, which reactor-webrtc turns into lasting delay (see the
+# module docstring), and libvpx overshoots on keyframes and scene changes.
 _RATE_MARGIN = 0.85
 _MIN_SENDER_CAP = 4_000_000
-# Pushed frames libwebrtc may hold (in flight) before the sender's backlog is reported.
-_BACKLOG_FRAMES = 3
+# Pacing: a push not taken this long after was dropped; the least time between pushes; the most
+# frames waiting (more: the loop stalled, and the peer resyncs).
+_TAKE_TIMEOUT_S = 0.05
+_MIN_GAP_S = 0.008
+_MAX_WAITING = 3
+# Frames left in reactor-webrtc's FIFO (each a frame period of delay) above which a warning is logged.
+_BACKLOG_WARN_FRAMES = 3
 
 
 def peer_connection_factory() -> rtc.PeerConnectionFactory:
@@ -134,17 +171,27 @@ class SessionMedia:
         }
 
 
+class _Frame:
+    """What ``push_encoded_frame`` needs of a packet, kept while the frame waits its turn."""
+
+    __slots__ = ("data", "height", "keyframe", "rtp_timestamp", "user_data", "width")
+
+    def __init__(self, data: bytes, packet: _C.Packet) -> None:
+        self.data = data
+        self.keyframe = packet.keyframe
+        self.width, self.height = packet.width, packet.height
+        self.rtp_timestamp = (packet.pts_ns * _RTP_CLOCK_HZ // 1_000_000_000) & 0xFFFFFFFF
+        self.user_data = _USER_DATA.pack(packet.frame_index, packet.t_commit_ns)
+
+
 class VideoSender:
     """One peer's outbound video: a pre-encoded libwebrtc track fed with the session's VP8 packets.
 
     Frames are pushed while the sender is started (the peer is connected and not paused) and
     libwebrtc has not set its target to 0 (encoder paused), from a keyframe asked for when that
-    begins, so a decoder never starts on a delta frame.
-    Note: reactor-webrtc 0.24.2 queues each pushed frame and hands one on each time libwebrtc's
-    encoder stage runs for the track. An input frame libwebrtc drops (the first few after a start
-    bitrate too low for the resolution, any while it is paused) leaves a pushed frame queued, and
-    every later frame waits behind it for good (measured: 4 frames, +135 ms, from libwebrtc's
-    300 kbit/s start: so the peer starts the congestion controller at the encoder's bitrate).
+    begins, so a decoder never starts on a delta frame; and only what libwebrtc will take at once
+    (the push budget and the wait for the previous frame: see the module docstring). ``attach``
+    puts the sender transform that counts the frames libwebrtc takes on the peer's transceiver.
     """
 
     def __init__(
@@ -165,15 +212,27 @@ class VideoSender:
             raise TypeError("reactor_webrtc returned a raw track for pre_encoded=")
         self.track: rtc.EncodedVideoTrack = track
         track.on_encoder_feedback(self._on_feedback)
-        self.backlog_frames = 0
+        self.budget = PushBudget()
         self.sending = False  # started by the peer: connected, and resumed where the client pauses
         self._encoder_live = True  # False while libwebrtc's target is 0 (its encoder is paused)
+        self._attached = False
         self._need_keyframe = True
+        self._resync = False  # frames were skipped: a key frame is asked for once the budget drains
+        self._keyframe_asked = False
+        self._waiting: deque[_Frame] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_push = -1e9
+        self._started = False  # libwebrtc has taken a first frame (pacing waits for takes from then on)
         self._closed = False
         self.started_at: float | None = None
         self.first_keyframe_s: float | None = None
         self.frames_pushed = 0
+        self.frames_taken = 0  # written by the transform's thread only
+        self.backlog_frames = 0  # frames stuck in reactor-webrtc's FIFO (see the module docstring)
         self.frames_skipped = 0
+        self.frames_waited = 0
+        self.input_drops = 0
+        self.resyncs = 0
         self.keyframe_requests = 0
         self.rate_updates = 0
         self.bitrate_bps = 0
@@ -181,6 +240,11 @@ class VideoSender:
     @property
     def flowing(self) -> bool:
         return self.sending and self._encoder_live and not self._closed
+
+    def attach(self, transceiver: rtc.Transceiver) -> None:
+        """Count the frames libwebrtc takes from the track (before the answer is made)."""
+        transceiver.set_sender_transform(rtc.FrameTransform(self._on_taken))
+        self._attached = True
 
     # -- loop thread ---------------------------------------------------------------------------------
 
@@ -196,51 +260,142 @@ class VideoSender:
     def stop(self) -> None:
         """Pause: nothing is pushed until ``start()``."""
         self.sending = False
+        self._forget_waiting()
 
     def _restart(self) -> None:
         """Ask for the keyframe this sender waits for, to (re)start on."""
         if self.flowing:
-            self._need_keyframe = True
+            self._need_keyframe, self._resync = True, False
             self._media.request_keyframe()
 
     def push(self, packet: _C.Packet) -> None:
-        if not self.flowing:
+        if not self.flowing or not self._attached:
             return
-        if self._need_keyframe:
-            if not packet.keyframe:
-                self.frames_skipped += 1
+        now = time.monotonic()
+        self._pump(now)  # a drop found now resyncs before this frame is judged
+        self.budget.drain(now)
+        bits = 8 * packet.size
+        if packet.keyframe:
+            if self._resync and not self.budget.drained:
+                self._keyframe_asked = False  # not this one: the one asked for once the bucket drains
+                self._skip()
                 return
-            self._need_keyframe = False
+        elif self._need_keyframe or not self.budget.fits(bits):
+            if not self._need_keyframe:
+                _log.debug("peer %d: a %d-byte frame is over its budget (%.0f of %.0f bits): resync",
+                           self.sender_id, packet.size, self.budget.level, self.budget.capacity)  # fmt: skip
+            self._skip()
+            return
+        if len(self._waiting) >= _MAX_WAITING:  # the loop stalled: more than libwebrtc takes in time
+            self._skip_waiting()
+            self._skip()
+            return
+        self.budget.add(bits, packet.keyframe)
+        if self._need_keyframe:
+            _log.debug("peer %d: resumes on a %d-byte key frame (budget %.0f of %.0f bits)",
+                       self.sender_id, packet.size, self.budget.level, self.budget.capacity)  # fmt: skip
+            self._need_keyframe = self._resync = False
             if self.first_keyframe_s is None and self.started_at is not None:
-                self.first_keyframe_s = time.monotonic() - self.started_at
-        data = self._media.payload(packet)
-        user_data = _USER_DATA.pack(packet.frame_index, packet.t_commit_ns)
-        rtp_timestamp = (packet.pts_ns * _RTP_CLOCK_HZ // 1_000_000_000) & 0xFFFFFFFF
+                self.first_keyframe_s = now - self.started_at
+        self._waiting.append(_Frame(self._media.payload(packet), packet))
+        if len(self._waiting) > 1 or self.frames_pushed - self.frames_taken > self.backlog_frames:
+            self.frames_waited += 1
+        self._pump(now)
+
+    def _pump(self, now: float | None = None) -> None:
+        """Push the waiting frames, each once libwebrtc took the one before and ``_MIN_GAP_S`` after it;
+        a push not taken ``_TAKE_TIMEOUT_S`` later was dropped (``_input_dropped``)."""
+        self._forget_waiting(keep=True)
+        now = time.monotonic() if now is None else now
+        while True:
+            if self._started and self.frames_pushed - self.frames_taken > self.backlog_frames:
+                if now - self._last_push >= _TAKE_TIMEOUT_S:
+                    self._input_dropped(now)
+                    return
+                wake = self._last_push + _TAKE_TIMEOUT_S
+            elif not self._waiting:
+                return
+            elif now - self._last_push < _MIN_GAP_S:
+                wake = self._last_push + _MIN_GAP_S
+            else:
+                self._push(self._waiting.popleft(), now)
+                now = time.monotonic()
+                continue
+            if self._waiting:
+                self._timer = self._loop.call_later(max(0.0, wake - now), self._pump)
+            return
+
+    def _push(self, frame: _Frame, now: float) -> None:
         self.track.push_encoded_frame(
-            data, packet.keyframe, packet.width, packet.height, rtp_timestamp, user_data
+            frame.data, frame.keyframe, frame.width, frame.height, frame.rtp_timestamp, frame.user_data
         )
         self.frames_pushed += 1
+        self._last_push = now
+
+    def _skip(self) -> None:
+        """This frame is not pushed: the peer waits for a key frame, asked for once the bucket drains."""
+        self.frames_skipped += 1
+        if not self._need_keyframe:
+            self._begin_resync()
+        if self._resync and not self._keyframe_asked and self.budget.drained:
+            self._keyframe_asked = True
+            self._media.request_keyframe()
+
+    def _begin_resync(self) -> None:
+        if not (self._need_keyframe and self._resync):
+            self.resyncs += 1
+        self._need_keyframe = self._resync = True
+        self._keyframe_asked = False
+
+    def _forget_waiting(self, keep: bool = False) -> None:
+        """Cancel the pacing timer and (unless ``keep``) drop the waiting frames."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not keep:
+            self._waiting.clear()
+
+    def _input_dropped(self, now: float) -> None:
+        """libwebrtc did not take the last push: it dropped that input, which reactor-webrtc keeps
+        queued ahead of every later frame. The waiting frames are skipped; the peer backs off and
+        resyncs."""
+        backlog = self.frames_pushed - self.frames_taken
+        self.input_drops += backlog - self.backlog_frames
+        self._set_backlog(backlog)
+        self.budget.back_off(now)
+        self._skip_waiting()
+
+    def _skip_waiting(self) -> None:
+        self.frames_skipped += len(self._waiting)
+        self._forget_waiting()
+        self._begin_resync()
+
+    def _set_backlog(self, backlog: int) -> None:
+        if backlog > self.backlog_frames and backlog > _BACKLOG_WARN_FRAMES:
+            _log.warning(
+                "peer %d: libwebrtc dropped the inputs of %d pushed frames, which reactor-webrtc keeps "
+                "queued ahead of every later one: +%.0f ms of latency at 30 fps for this connection",
+                self.sender_id, backlog, 1000 * backlog / 30,
+            )  # fmt: skip
+        self.backlog_frames = backlog
+
+    def _taken_on_loop(self) -> None:
+        if not self._started:
+            # libwebrtc's first take: it dropped the inputs before it (up to 4 with some offers and
+            # start bitrates), pushed at the frame rate since pacing waits for a first take.
+            self._started = True
+            self.input_drops += self.frames_pushed - self.frames_taken
+            self._set_backlog(self.frames_pushed - self.frames_taken)
+        elif self.frames_pushed - self.frames_taken < self.backlog_frames:
+            self._set_backlog(self.frames_pushed - self.frames_taken)  # a late one: not dropped after all
+        if self._waiting:
+            self._pump()
 
     def close(self) -> None:
         self._closed = True
         self.sending = False
+        self._forget_waiting()
         self._media.remove(self.sender_id)
-
-    def check_backlog(self, frames_sent: int) -> int:
-        """Frames pushed that libwebrtc has not sent (``frames_sent`` of the outbound stream); logged
-        when it grows. Note: under congestion libwebrtc drops input frames (its encoder pauses
-        while the pacer is full), and reactor-webrtc 0.24.2 then keeps the frames pushed meanwhile
-        queued (up to ~66) and sends one per later push: the delay they add stays (measured: +2.2 s
-        after 10 s at 400 kbit/s). Neither a fresh track on the transceiver (it is then never
-        sent) nor empty pushes (queued like frames) clear it; a new peer connection does."""
-        backlog = max(0, self.frames_pushed - frames_sent)
-        if backlog > self.backlog_frames and backlog > _BACKLOG_FRAMES:
-            _log.warning(
-                "peer %d: libwebrtc holds %d pushed frames back (+%.0f ms of latency)",
-                self.sender_id, backlog, 1000 * backlog / 30,
-            )  # fmt: skip
-        self.backlog_frames = backlog
-        return backlog
 
     def _feedback_on_loop(self, keyframe: bool, bitrate_bps: int) -> None:
         if self._closed:
@@ -252,10 +407,14 @@ class VideoSender:
             return
         self.rate_updates += 1
         self.bitrate_bps = bitrate_bps
+        self.budget.drain(time.monotonic())
+        self.budget.rate = bitrate_bps
         _log.debug("peer %d: RateUpdate %d bit/s", self.sender_id, bitrate_bps)
         live = bitrate_bps > 0
         if live != self._encoder_live:
             self._encoder_live = live
+            if not live:
+                self._forget_waiting()
             self._restart()
         if live:
             self._media.rate_update(self.sender_id, bitrate_bps)
@@ -270,48 +429,30 @@ class VideoSender:
         else:
             post_to_loop(self._loop, self._feedback_on_loop, True, 0)
 
+    def _on_taken(self, _frame: rtc.EncodedFrame) -> rtc.FrameAction:
+        """libwebrtc's encoder stage took the oldest pushed frame (its only reader: one count)."""
+        self.frames_taken += 1
+        if not self._started or self._waiting or self.frames_pushed - self.frames_taken < self.backlog_frames:
+            post_to_loop(self._loop, self._taken_on_loop)
+        return rtc.FrameAction.Forward
+
     def stats(self) -> dict[str, Any]:
         return {
             "sending": self.sending,
             "encoder_live": self._encoder_live,
             "frames_pushed": self.frames_pushed,
+            "frames_taken": self.frames_taken,
             "frames_skipped": self.frames_skipped,
+            "frames_waited": self.frames_waited,
+            "backlog_frames": self.backlog_frames,
+            "input_drops": self.input_drops,
+            "resyncs": self.resyncs,
             "first_keyframe_s": None if self.first_keyframe_s is None else round(self.first_keyframe_s, 4),
             "keyframe_requests": self.keyframe_requests,
             "rate_updates": self.rate_updates,
             "bitrate_bps": self.bitrate_bps,
-            "backlog_frames": self.backlog_frames,
+            "budget_fill": round(self.budget.level / self.budget.capacity, 3) if self.budget.rate else 0.0,
         }
-
-
-def outbound_stats(report: rtc.StatsReport) -> dict[str, Any]:
-    """The outbound video and the selected candidate pair of a peer's ``get_stats()`` report."""
-    out: dict[str, Any] = {}
-    for rtp in report.outbound_rtp:
-        if rtp.kind == rtc.StreamKind.Video:
-            packets = max(1, rtp.packets_sent)
-            out["video"] = {
-                "codec": rtp.codec_mime_type,
-                "target_bitrate_bps": rtp.target_bitrate_bps,
-                "frames_sent": rtp.frames_sent,
-                "bytes_sent": rtp.bytes_sent,
-                "packets_sent": rtp.packets_sent,
-                "retransmitted_packets": rtp.retransmitted_packets_sent,
-                "nack_count": rtp.nack_count,
-                "pli_count": rtp.pli_count,
-                "fir_count": rtp.fir_count,
-                "round_trip_time_ms": round(rtp.round_trip_time_s * 1000, 2),
-                "packet_send_delay_ms": round(rtp.total_packet_send_delay_s * 1000 / packets, 3),
-                "fraction_lost": rtp.fraction_lost,
-            }
-    for pair in report.candidate_pairs:
-        if pair.nominated:
-            out["candidate_pair"] = {
-                "local_type": str(pair.local_candidate_type).rsplit(".", 1)[-1].lower(),
-                "round_trip_time_ms": round(pair.current_round_trip_time_s * 1000, 2),
-                "available_outgoing_bitrate_bps": pair.available_outgoing_bitrate_bps,
-            }
-    return out
 
 
 def _packet_bytes(packet: _C.Packet) -> bytes:

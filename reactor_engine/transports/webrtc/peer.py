@@ -32,7 +32,6 @@ from reactor_engine.transports.webrtc.channels import PeerChannels, ignore
 from reactor_engine.transports.webrtc.media import (
     SessionMedia,
     VideoSender,
-    outbound_stats,
     peer_connection_factory,
     post_to_loop,
 )
@@ -49,7 +48,6 @@ _log = logging.getLogger("reactor_engine.webrtc")
 
 PeerState = Literal["new", "negotiating", "answered", "connected", "closed"]
 _SESSION_ENDED_DRAIN_S = 1.0
-_BACKLOG_INTERVAL_S = 1.0
 
 
 class NegotiationError(ReactorError, ValueError):
@@ -202,6 +200,7 @@ class Peer:
             if wanted:
                 await transceiver.set_codec_preferences([rtc.VideoCodec.Vp8])
                 await transceiver.set_track(self.sender.track)
+                self.sender.attach(transceiver)
                 await transceiver.set_direction(rtc.TransceiverDirection.SendOnly)
                 await transceiver.set_send_bitrate(None, self._media.sender_cap)
                 bound = True
@@ -264,7 +263,6 @@ class Peer:
                     self.sender.start()
                 if self._options.ping_timeout > 0:
                     self._arm("liveness", self._liveness_interval(), self._check_alive)
-                self._arm("backlog", _BACKLOG_INTERVAL_S, self._check_backlog)
         elif state == rtc.PeerConnectionState.Failed:
             self.drop("the connection failed (ICE or DTLS)")
         elif state == rtc.PeerConnectionState.Closed:
@@ -317,30 +315,7 @@ class Peer:
             self._resumed, self._paused = False, True
             self.sender.stop()
 
-    # -- liveness and backlog -------------------------------------------------------------------------
-
-    def _check_backlog(self) -> None:
-        """Once a second: is libwebrtc sending what was pushed? (see ``VideoSender.check_backlog``)"""
-        if self.closed:
-            return
-        task = self._loop.create_task(self._backlog())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _backlog(self) -> None:
-        try:
-            pc = self.pc
-            if pc is None:
-                return
-            report = await pc.get_stats()
-            sent = [rtp.frames_sent for rtp in report.outbound_rtp if rtp.kind == rtc.StreamKind.Video]
-            if sent and not self.closed:
-                self.sender.check_backlog(sent[0])
-        except Exception:
-            _log.exception("peer %d: checking its video backlog failed", self.cid)
-        finally:
-            if not self.closed:
-                self._arm("backlog", _BACKLOG_INTERVAL_S, self._check_backlog)
+    # -- liveness ------------------------------------------------------------------------------------
 
     def _liveness_interval(self) -> float:
         return max(0.05, min(1.0, self._options.ping_timeout / 4))
@@ -446,6 +421,36 @@ class Peer:
             "candidates_refused": self.candidates_refused,
             "video": self.sender.stats(),
         }
+
+
+def outbound_stats(report: rtc.StatsReport) -> dict[str, Any]:
+    """The outbound video and the selected candidate pair of a peer's ``get_stats()`` report."""
+    out: dict[str, Any] = {}
+    for rtp in report.outbound_rtp:
+        if rtp.kind == rtc.StreamKind.Video:
+            packets = max(1, rtp.packets_sent)
+            out["video"] = {
+                "codec": rtp.codec_mime_type,
+                "target_bitrate_bps": rtp.target_bitrate_bps,
+                "frames_sent": rtp.frames_sent,
+                "bytes_sent": rtp.bytes_sent,
+                "packets_sent": rtp.packets_sent,
+                "retransmitted_packets": rtp.retransmitted_packets_sent,
+                "nack_count": rtp.nack_count,
+                "pli_count": rtp.pli_count,
+                "fir_count": rtp.fir_count,
+                "round_trip_time_ms": round(rtp.round_trip_time_s * 1000, 2),
+                "packet_send_delay_ms": round(rtp.total_packet_send_delay_s * 1000 / packets, 3),
+                "fraction_lost": rtp.fraction_lost,
+            }
+    for pair in report.candidate_pairs:
+        if pair.nominated:
+            out["candidate_pair"] = {
+                "local_type": str(pair.local_candidate_type).rsplit(".", 1)[-1].lower(),
+                "round_trip_time_ms": round(pair.current_round_trip_time_s * 1000, 2),
+                "available_outgoing_bitrate_bps": pair.available_outgoing_bitrate_bps,
+            }
+    return out
 
 
 def _rtc_configuration(options: WebRtcOptions) -> rtc.RtcConfiguration:
