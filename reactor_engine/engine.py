@@ -156,7 +156,13 @@ class Engine:
             height = min(declared.height or cfg.height, cfg.max_height)
             fps = self._track_fps(name, declared.rate or self.spec.emission_fps)
             self.tracks[name] = VideoTrack(
-                name, ring, encoder, width=width, height=height, fps=fps, emit_timeout=cfg.emit_timeout,
+                name,
+                ring,
+                encoder,
+                width=width,
+                height=height,
+                fps=fps,
+                emit_timeout=cfg.emit_timeout,
                 max_fps=cfg.max_fps,
             )
 
