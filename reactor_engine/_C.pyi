@@ -243,6 +243,10 @@ class Encoder:
     @property
     def bitrate(self) -> int:
         """The target bitrate in force, bits per second."""
+    def inject_error_for_tests(self, codec: str | None = None) -> None:
+        """Fault injection: the next frame of that output (``None``: the primary) fails to encode, as a
+        codec failure does (``encode_errors`` counted, ``EncodeError`` stashed and raised once at the
+        next producer, consumer or owner call). For tests only."""
     def flush(self, timeout: float | None = None) -> None: ...
     def check(self) -> None: ...
     def close(self) -> None: ...

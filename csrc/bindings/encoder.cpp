@@ -107,6 +107,13 @@ void init_encoder(py::module_& m) {
           py::call_guard<GilRelease>())
       .def_property_readonly("bitrate", [](const EncoderHandle& h) { return h.encoder->bitrate(); })
       .def(
+          "inject_error_for_tests",
+          [](EncoderHandle& h, const py::object& codec) {
+            const CodecKind kind = codec.is_none() ? h.encoder->codec() : parse_codec(codec.cast<std::string>());
+            h.encoder->inject_error_for_tests(kind);
+          },
+          py::arg("codec") = py::none())
+      .def(
           "flush",
           [](EncoderHandle& h, const py::object& timeout) {
             const int64_t timeout_ns = timeout_to_ns(timeout);

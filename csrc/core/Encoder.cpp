@@ -170,6 +170,9 @@ bool Encoder::encode_into(Output& out, int slot, int buffer) noexcept {
   const FrameControl control{out.keyframe_requested.exchange(false), bitrate_bps_.load(std::memory_order_relaxed),
                              frame.pts_ns};
   try {
+    if (out.fail_next.load(std::memory_order_relaxed) && out.fail_next.exchange(false)) {
+      RE_THROW(EncodeError, codec_name(out.kind), " encoding failed: injected by inject_error_for_tests()");
+    }
     const EncodedFrame encoded = out.codec->encode(ring_->slot_data(slot), frame.width, frame.height, control,
                                                    out.queue->buffer(buffer), out.queue->max_packet_bytes());
     if (encoded.size == 0) {  // the codec skipped the frame

@@ -63,6 +63,9 @@ class Encoder {
   void request_keyframe();  // every output's next frame is a key frame
   void set_bitrate(int64_t bps);
   int64_t bitrate() const { return bitrate_bps_.load(); }
+  // Fault injection for tests: the next frame this output encodes fails with EncodeError, exactly as
+  // a codec failure does (counted in encode_errors, stashed, the frame's packet discarded).
+  void inject_error_for_tests(CodecKind codec) { output(codec).fail_next = true; }
 
  private:
   struct Output {
@@ -71,6 +74,7 @@ class Encoder {
     std::shared_ptr<PacketQueue> queue;
     std::atomic<bool> enabled{false};
     std::atomic<bool> keyframe_requested{false};
+    std::atomic<bool> fail_next{false};  // inject_error_for_tests
     OutputCounters counters;
   };
 

@@ -86,6 +86,7 @@ def serve(
         host=host,
         port=port,
         ws="websockets-sansio",
+        ws_per_message_deflate=False,  # frames are JPEG already: deflating them costs CPU for nothing
         # The transport's own cap, above the app's per-message limit (which answers with an error).
         ws_max_size=max(1 << 20, 4 * runtime.options.max_message_bytes),
         lifespan="off",

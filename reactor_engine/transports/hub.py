@@ -28,6 +28,7 @@ from reactor_engine.commands import CommandState, command_state
 from reactor_engine.errors import (
     ClosedError,
     CommandError,
+    EncodeError,
     EngineBusy,
     ReactorError,
     ReactorTimeoutError,
@@ -360,6 +361,13 @@ class SessionHub:
                 packet = live.next_packet(output.codec)
             except ReactorTimeoutError:
                 return
+            except EncodeError as exc:
+                # The encoder thread failed on one frame (of any output: the stash is the track's) and
+                # goes on with the next; that frame is lost, counted in encode_errors. Reading goes on,
+                # or the session would stream on with nothing reaching its clients.
+                sid = live.session_id
+                _log.error("a frame was lost to an encoder error: %s", exc, extra={"session_id": sid})
+                continue
             except ReactorError:
                 sid = live.session_id
                 _log.exception("reading %s packets failed", output.codec, extra={"session_id": sid})
