@@ -85,11 +85,15 @@ class WebSocketTransport:
             await _refuse(websocket, 4403, "forbidden_origin", message)
             return
         live = self.hub.live(sid)
+        # It ended before this client came (kept by the hub, or ended and not yet finished): say how.
+        ended = self.hub.ended(sid) if live is None else None
+        if live is not None and live.session.ended:
+            ended = self.hub.stats(live)
+        if ended is not None:
+            end = end_of(ended)
+            await _refuse(websocket, 4410, "session_ended", _ended_text(end), session=end)
+            return
         if live is None:
-            if (ended := self.hub.ended(sid)) is not None:  # it ended before this client came: say how
-                end = end_of(ended)
-                await _refuse(websocket, 4410, "session_ended", _ended_text(end), session=end)
-                return
             await _refuse(websocket, 4404, "session_not_found", no_session(sid))
             return
         client = BufferedClient(
