@@ -40,31 +40,20 @@ def test_every_python_block_of_the_docs_runs(where, code, tmp_path):
 @pytest.mark.parametrize(("where", "code"), _blocks("webrtc"), ids=[where for where, _ in _blocks("webrtc")])
 def test_every_webrtc_block_of_the_docs_runs_against_the_demo(where, code, tmp_path):
     pytest.importorskip("reactor_sdk")
-    from netns import NetNs, NetNsUnavailable
-    from webrtc_helpers import STUN_PORT, start_stun
+    from webrtc_helpers import STUN_PORT, stun_namespace
 
     script = tmp_path / "block.py"
     script.write_text(code, encoding="utf-8")
-    ns = NetNs()
-    try:
-        ns.create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"no network namespace for the WebRTC peers: {exc}")
-    try:
-        stun = start_stun(ns)
-        log = tmp_path / "server.log"
+    log = tmp_path / "server.log"
+    with stun_namespace() as ns:
         with log.open("wb") as sink:
             server = ns.python_command(
                 [
-                    str(Path(sys.executable).with_name("reactor-engine")),
-                    "run",
-                    "--port",
-                    "8080",
-                    "--ice-server",
-                    f"stun:{ns.server_ip}:{STUN_PORT}",  # so ICE gathering does not wait
+                    str(Path(sys.executable).with_name("reactor-engine")), "run", "--port", "8080",
+                    "--ice-server", f"stun:{ns.server_ip}:{STUN_PORT}",  # so ICE gathering does not wait
                 ],
                 stdout=sink,
-            )
+            )  # fmt: skip
         try:
             for _ in range(600):
                 if "serving model" in log.read_text(errors="replace") or server.poll() is not None:
@@ -74,10 +63,6 @@ def test_every_webrtc_block_of_the_docs_runs_against_the_demo(where, code, tmp_p
         finally:
             server.terminate()
             server.wait(timeout=30)
-            stun.terminate()
-            stun.wait(timeout=10)
-    finally:
-        ns.close()
     assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}\n{log.read_text()[-2000:]}"
 
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import NetNs, NetNsUnavailable
-from webrtc_helpers import HERE, run_client, server, start_stun
+from netns import NetNs
+from webrtc_helpers import HERE, run_client, server, stun_namespace
 
 pytest.importorskip("selenium")
 pytest.importorskip("reactor_webrtc")
@@ -58,16 +58,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def ns(bundle: Path) -> Iterator[NetNs]:
-    namespace = NetNs()
-    try:
-        namespace.create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        start_stun(namespace)
+    with stun_namespace() as namespace:
         yield namespace
-    finally:
-        namespace.close()
 
 
 def test_js_sdk_29_in_chromium_streams_at_once_and_gets_the_models_reply(ns, bundle):

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from netns import NetNs, NetNsUnavailable
-from webrtc_helpers import Server, raw, server, start_stun
+from netns import NetNs
+from webrtc_helpers import Server, raw, server, stun_namespace
 
 pytest.importorskip("reactor_webrtc")
 
@@ -28,16 +28,8 @@ SMALL = {"width": 320, "height": 180}
 
 @pytest.fixture(scope="module")
 def ns() -> Iterator[NetNs]:
-    namespace = NetNs()
-    try:
-        namespace.create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        start_stun(namespace)
+    with stun_namespace() as namespace:
         yield namespace
-    finally:
-        namespace.close()
 
 
 @pytest.fixture(scope="module")

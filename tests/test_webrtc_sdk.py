@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from netns import NetNs, NetNsUnavailable
-from webrtc_helpers import HERE, Server, cli_server, raw, sdk, server, start_stun
+from netns import NetNs
+from webrtc_helpers import HERE, Server, cli_server, raw, sdk, server, stun_namespace
 
 pytest.importorskip("reactor_sdk")
 pytest.importorskip("reactor_webrtc")
@@ -23,16 +23,8 @@ pytest.importorskip("reactor_webrtc")
 
 @pytest.fixture(scope="module")
 def ns() -> Iterator[NetNs]:
-    namespace = NetNs()
-    try:
-        namespace.create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        start_stun(namespace)
+    with stun_namespace() as namespace:
         yield namespace
-    finally:
-        namespace.close()
 
 
 def report(name: str, values: dict) -> None:

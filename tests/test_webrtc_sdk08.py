@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from netns import NetNs, NetNsUnavailable
-from webrtc_helpers import HERE, server, start_stun
+from netns import NetNs
+from webrtc_helpers import HERE, server, stun_namespace
 
 pytest.importorskip("aiortc")
 pytest.importorskip("reactor_webrtc")
@@ -30,16 +30,8 @@ def ns() -> Iterator[NetNs]:
             f"reactor-sdk 0.8.0 is not installed in {SDK08}: "
             f"pip install --no-deps --target {SDK08} reactor-sdk==0.8.0"
         )
-    namespace = NetNs()
-    try:
-        namespace.create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        start_stun(namespace)
+    with stun_namespace() as namespace:
         yield namespace
-    finally:
-        namespace.close()
 
 
 def test_reactor_sdk_08_streams_and_gets_the_models_reply(ns, monkeypatch):

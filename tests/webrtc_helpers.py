@@ -52,6 +52,25 @@ class Server:
         return count
 
 
+@contextmanager
+def stun_namespace() -> Iterator[NetNs]:
+    """A fresh namespace with the STUN responder running (the tests' fixtures); skips with the reason
+    where namespaces cannot be made; always removed."""
+    import pytest
+    from netns import NetNsUnavailable
+
+    namespace = NetNs()
+    try:
+        namespace.create()
+    except NetNsUnavailable as exc:
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        start_stun(namespace)
+        yield namespace
+    finally:
+        namespace.close()
+
+
 def start_stun(ns: NetNs) -> subprocess.Popen[bytes]:
     proc = ns.python([str(HERE / "stun.py"), ns.server_ip, str(STUN_PORT)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
