@@ -106,7 +106,7 @@ soak: setup
 	$(PY) benchmarks/soak.py --seconds $(REACTOR_SOAK_SECONDS)
 
 soak-ci: setup
-	$(PY) benchmarks/soak.py --seconds 180 --session-change 60
+	$(PY) benchmarks/soak.py --seconds 180 --session-change 60 $(SOAK_ARGS)
 
 clean:
 	rm -rf build
