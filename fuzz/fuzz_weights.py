@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from _common import INTERESTING_INTS, Bytes, expect, json_value, main
 
-from reactor_engine import weights
+from reactor_engine import safetensors_format
 from reactor_engine.errors import WeightsError
 from reactor_engine.weights import load_safetensors
 
@@ -48,7 +48,7 @@ atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 FILE = FOLDER / "model.safetensors"
 INDEX = FOLDER / "model.safetensors.index.json"
 
-DTYPES = (*weights._DTYPES, "F4", "u8", "", "F32 ", "BOOL\x00")
+DTYPES = (*safetensors_format._DTYPES, "F4", "u8", "", "F32 ", "BOOL\x00")
 NAMES = ("w", "a.weight", "b.bias", "", "__metadata__", "é", "w" * 200)
 SHARDS = ("model-1.safetensors", "model-2.safetensors", "missing.safetensors", "../x", "/etc/hosts", "", ".")
 DIMS = (0, 1, 2, 3, 4, 7, 8, 64, -1, 2**31, 2**32, 2**62, 2**63, 2**64)
@@ -84,7 +84,7 @@ def header(src: Bytes) -> tuple[dict[str, Any], int]:
     for i in range(src.int_in(0, 4)):
         dtype = src.pick(DTYPES)
         shape = [src.pick(DIMS) if src.byte() % 8 == 0 else src.int_in(0, 6) for _ in range(src.int_in(0, 3))]
-        size = weights._DTYPES[dtype].itemsize if dtype in weights._DTYPES else 1
+        size = safetensors_format._DTYPES[dtype].itemsize if dtype in safetensors_format._DTYPES else 1
         for d in shape:
             size *= max(d, 0)
         begin = at if src.byte() % 8 else src.pick(INTERESTING_INTS[:8])

@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from reactor_engine import weights  # noqa: E402
+from reactor_engine import safetensors_format, weights  # noqa: E402
 from reactor_engine.errors import CudaError, InvalidArgumentError, ReactorError, WeightsError  # noqa: E402
 from reactor_engine.weights import LoadedWeights, ProgressLog, load_safetensors  # noqa: E402
 
@@ -27,7 +27,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (torc
 # Every dtype safetensors.torch can save; load_safetensors must read each one byte-exactly.
 SAVEABLE_DTYPES = {
     name: dtype
-    for name, dtype in weights._DTYPES.items()
+    for name, dtype in safetensors_format._DTYPES.items()
     if dtype in set(safetensors_torch._TYPES.values())  # type: ignore[attr-defined]
 }
 
@@ -123,7 +123,7 @@ def test_every_dtype_equals_safetensors_load_file(tmp_path: Path, dtype_name: st
 
 
 def test_f8_e8m0_reads_byte_exact(tmp_path: Path) -> None:
-    dtype = weights._DTYPES.get("F8_E8M0")
+    dtype = safetensors_format._DTYPES.get("F8_E8M0")
     if dtype is None:
         pytest.skip("this torch has no float8_e8m0fnu")
     data = bytes(range(12))
