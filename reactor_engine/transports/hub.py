@@ -55,6 +55,7 @@ from reactor_engine.transports.live import (
     load_error_kind,
     state_message,
 )
+from reactor_engine.transports.messages import json_kind, valid_request_id
 from reactor_engine.transports.metrics import HubMetrics
 
 if TYPE_CHECKING:
@@ -498,18 +499,3 @@ class SessionHub:
 
 async def _stop_in_thread(session: Session, reason: str) -> None:
     await asyncio.to_thread(session.stop, reason)
-
-
-def valid_request_id(value: Any) -> bool:
-    """A request id clients may send: absent, a string of at most 128 characters, or an int."""
-    return (
-        value is None
-        or (isinstance(value, str) and len(value) <= 128)
-        or (isinstance(value, int) and not isinstance(value, bool))
-    )
-
-
-def json_kind(value: Any) -> str:
-    """What a JSON value is, for an error message: ``an object``, ``an array``, ``a string``, ..."""
-    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return kinds.get(type(value), "a number")

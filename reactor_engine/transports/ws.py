@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reactor_engine.runtimes.protocol import HEADER_SIZE, PROTOCOL_VERSION, FrameHeader
-from reactor_engine.transports.hub import HubError, end_of, json_kind, valid_request_id
+from reactor_engine.transports.hub import HubError, end_of
+from reactor_engine.transports.messages import json_kind, valid_request_id
 from reactor_engine.transports.web import BufferedClient, PerPacket, no_session, same_origin
 
 if TYPE_CHECKING:

@@ -340,9 +340,3 @@ def shown(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters, for an error that echoes what a client sent."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def json_kind(value: Any) -> str:
-    """What a decoded JSON value is, in JSON's words: "an object", "an array", "null"..."""
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from reactor_engine.transports.messages import json_kind
 from reactor_engine.transports.webrtc.wire import (
     PUBLISH_REFUSED,
     Channel,
@@ -38,7 +39,6 @@ from reactor_engine.transports.webrtc.wire import (
     Version,
     WireCodec,
     WireError,
-    json_kind,
     reply_message,
     shown,
 )
