@@ -15,10 +15,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from reactor_engine.config import CliOverrides, split_cli_overrides
 from reactor_engine.errors import ReactorError
+from reactor_engine.logs import configure_logging
 
 __all__ = ["DEMO_TARGET", "main"]
 
@@ -27,50 +28,6 @@ _log = logging.getLogger("reactor_engine.cli")
 DEMO_TARGET = "reactor_engine.demo:DemoModel"
 SCAFFOLD_DIR = Path(__file__).resolve().parent / "scaffold"
 _NAME_RULE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-# -- logging -----------------------------------------------------------------------------------------
-
-
-class _TextFormatter(logging.Formatter):
-    """Plain lines, with ``session=<id>`` appended when the record carries a session id."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        session_id = getattr(record, "session_id", None)
-        return f"{line} session={session_id}" if session_id else line
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts, level, logger, message`` and ``session_id`` when known."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        session_id = getattr(record, "session_id", None)
-        if session_id:
-            entry["session_id"] = session_id
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(verbose: bool = False, fmt: str = "text", stream: IO[str] | None = None) -> None:
-    """Log to stderr (``text`` or ``json``); ``verbose`` shows DEBUG records."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter(_TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("uvicorn.access", "websockets", "uvicorn.error"):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # -- argument parsing --------------------------------------------------------------------------------
