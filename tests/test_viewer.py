@@ -7,16 +7,14 @@ skips, saying which is missing, only where they are absent.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from http_helpers import viewer_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -52,34 +50,8 @@ def demo_server(tmp_path):
         [*command, "run", "--port", "0", "--model.width=320", "--model.height=180", "--orphan-timeout", "60"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    found = threading.Event()
-    urls: list[str] = []
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r"open (http://\S+)", line)
-            if match and not urls:
-                urls.append(match.group(1))
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not found.wait(120):
-            pytest.fail("reactor-engine run did not start:\n" + "".join(lines))
-        yield urls[0]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, "".join(lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-        reader.join(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    with viewer_url(process) as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
-import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 
 import pytest
+from http_helpers import viewer_url
 from netns import NetNs, NetNsUnavailable
 from test_viewer import CHROMEDRIVER, CHROMIUM, _browser_missing, viewer_state, wait_for
 
@@ -89,35 +87,8 @@ def webrtc_demo(namespace: NetNs) -> Iterator[str]:
         ["-m", "reactor_engine.cli", "run", *SERVER_ARGS],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    urls: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            match = re.search(r"open (http://\S+)", line)
-            if match and not urls:
-                urls.append(match.group(1))
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not found.wait(120):
-            pytest.fail("reactor-engine run did not start:\n" + "".join(lines))
-        yield urls[0]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, "".join(lines)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-        reader.join(10)
-        if process.stdout is not None:
-            process.stdout.close()
-        print("".join(lines[-40:]))  # the server's log, shown by pytest when a test fails
+    with viewer_url(process, show_log=True) as url:
+        yield url
 
 
 @pytest.fixture
