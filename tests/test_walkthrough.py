@@ -99,7 +99,8 @@ def test_make_demo_is_the_setup_then_the_readmes_first_command(clone):
         pytest.skip("make is not installed")
     readme = (clone / "README.md").read_text()
     assert "make demo" in readme.split("##", 1)[0]
-    planned = run(["make", "-n", "demo"], clone).stdout.split("\n")
+    # --no-print-directory: under `make test` this runs inside make, which would add "Entering" lines.
+    planned = run(["make", "--no-print-directory", "-n", "demo"], clone).stdout.split("\n")
     first = commands_of(readme_block(readme, "Run a model", "bash"))[0]
     assert [line for line in planned if line] == ["scripts/setup.sh", shlex.join(first)]
 
@@ -185,6 +186,7 @@ def _torch_plasma_served(args: list[str], clone: Path, browser) -> None:
     """`run examples/torch_plasma/model.py --model.speed=2 ...`: the example, at the speed asked for."""
     with served(*args[1:], cwd=clone) as server:
         client = ReactorClient(server.url)
+        client.wait_ready(120)  # the model loads in the background: its values are known once loaded
         assert client.schema()["command_state"]["set_speed"] == {"speed": 2.0}
         sid = client.create_session()
         with client.connect(sid) as stream:
