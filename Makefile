@@ -48,12 +48,12 @@ lint:
 	$(PY) -m ruff check reactor_engine tests benchmarks fuzz
 	$(PY) -m ruff format --check reactor_engine tests benchmarks fuzz
 	$(PY) -m mypy
-	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
+	clang-format --dry-run --Werror csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.h csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
 format:
 	$(PY) -m ruff format reactor_engine tests benchmarks fuzz
 	$(PY) -m ruff check --fix reactor_engine tests benchmarks fuzz
-	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
+	clang-format -i csrc/core/*.h csrc/core/*.cpp csrc/bindings/*.h csrc/bindings/*.cpp csrc/tests/*.h csrc/tests/*.cpp csrc/bench/*.cpp csrc/kernels/*.h csrc/kernels/*.cpp csrc/kernels/*.cu
 
 # Regenerates the v1 data-channel message module (_pb2.py + .pyi) from its schema, with grpcio-tools' protoc.
 proto:

@@ -287,3 +287,149 @@ class CudaConverter:
         Work starts after what is queued on ``stream`` (a ``cudaStream_t``; 0: the default stream);
         returns once ``dst`` holds the frame. Releases the GIL meanwhile.
         """
+
+class InputFrame:
+    """A decoded input frame returned by ``InputRing.read()``/``current()``; immutable.
+
+    ``array`` is a READ-ONLY zero-copy ``(height, width, 3)`` uint8 view of the ring slot that keeps
+    the ring's memory alive; the ring holds the slot for the reader until ``release_held()`` (the
+    current frame: until a newer one is read, or ``reset()``)."""
+
+    @property
+    def array(self) -> Any: ...
+    @property
+    def index(self) -> int:
+        """Per-ring counter from 0 since construction or ``reset()``."""
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def capture_ns(self) -> int: ...
+    @property
+    def arrival_ns(self) -> int: ...
+    @property
+    def ready_ns(self) -> int:
+        """When it was committed (decoded or copied), on the core clock."""
+    @property
+    def keyframe(self) -> bool: ...
+
+class InputRing:
+    """Preallocated RGB24 slots of decoded client input; producers (decoders, ``write``) never wait for
+    the reader (a full ring recycles its oldest ready frame, counted ``frames_dropped``); one reader."""
+
+    def __init__(self, slots: int, max_width: int, max_height: int) -> None: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def max_width(self) -> int: ...
+    @property
+    def max_height(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def write(self, frame: Buffer, capture_ns: int = -1, arrival_ns: int = -1) -> int:
+        """Copies an ``(H, W, 3)`` uint8 frame (any strides; GIL released); returns its index, or -1 when
+        a ``reset()`` raced it. Larger than the slots: ``FrameError`` naming both sizes (``frames_refused``).
+        ``ClosedError`` after ``close()``. -1 times: now (capture defaults to arrival)."""
+    def read(self, n: int = 1, latest: bool = True, timeout: float | None = 0.0) -> list[InputFrame]:
+        """``latest``: at most the newest ready frame (older ready ones are skipped, ``frames_skipped``);
+        else up to ``n`` oldest first. ``timeout``: 0 no wait, ``None`` until a frame, ``close()`` or
+        ``wake()``, > 0 seconds (GIL released). Returned frames are held; never more than ``slots - 1``."""
+    def current(self) -> InputFrame | None:
+        """The newest frame ``read()`` returned, still held; ``None`` before it and after ``reset()``."""
+    def release_held(self) -> None:
+        """Frees every held frame except the current one (the poll point)."""
+    def reset(self) -> int:
+        """New session: drops ready, held and current frames, index back to 0; returns how many."""
+    def wake(self) -> None:
+        """A waiting ``read()`` returns now; with none waiting, the next waiting read returns at once."""
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """``frames_in``, ``frames_read``, ``frames_skipped``, ``frames_dropped``, ``frames_refused``,
+        ``ready``, ``held``, and ``latency``: ``arrival_to_ready``, ``ready_to_read`` (count, p50, p90,
+        p99, p999, max, mean in ns)."""
+
+class Decoder:
+    """One native thread decoding submitted packets (``"vp8"`` with libvpx, ``"jpeg"`` with TurboJPEG)
+    into an ``InputRing``; packet buffers and codec buffers are preallocated at construction.
+
+    ``queue_capacity`` packets wait (a full queue drops its oldest, ``packets_dropped``). VP8: after a
+    dropped packet, a corrupt frame or a refused one, delta frames are discarded (``frames_discarded``)
+    until a key frame decodes, and ``need_keyframe`` is True meanwhile. A corrupt payload counts in
+    ``decode_errors``, a frame larger than the ring's slots in ``frames_refused``; ``last_error()`` says
+    what, and the next packet goes on."""
+
+    def __init__(
+        self, ring: InputRing, codec: str, queue_capacity: int = 8, max_packet_bytes: int = 2097152
+    ) -> None: ...
+    @property
+    def codec(self) -> str: ...
+    @property
+    def ring(self) -> InputRing: ...
+    @property
+    def queue_capacity(self) -> int: ...
+    @property
+    def max_packet_bytes(self) -> int: ...
+    @property
+    def need_keyframe(self) -> bool: ...
+    @property
+    def keyframe_requests(self) -> int:
+        """Times ``need_keyframe`` went from False to True."""
+    @property
+    def running(self) -> bool: ...
+    def submit(self, data: Buffer, capture_ns: int = -1, arrival_ns: int = -1) -> str:
+        """Copies a C-contiguous packet (GIL released); ``"queued"`` or ``"dropped_oldest"``. Empty or
+        larger than ``max_packet_bytes``: ``FrameError`` (``packets_refused``). ``ClosedError`` after
+        close."""
+    def last_error(self) -> str | None: ...
+    def reset(self, timeout: float = 2.0) -> None:
+        """New session: drops queued packets, waits until the thread is idle with its codec state reset
+        (``ReactorTimeoutError`` after ``timeout``); clears ``last_error``. Call it before
+        ``InputRing.reset``."""
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Waits until every packet submitted so far is decoded or dropped; False on timeout."""
+    def hold_for_tests(self, hold: bool) -> None:
+        """For tests: while held the thread takes no packet, so they queue up and drop (oldest first) as
+        behind a slow decoder; ``reset()`` is still served."""
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """``packets_in``, ``packets_dropped``, ``packets_refused``, ``frames_decoded``, ``frames_discarded``,
+        ``frames_refused``, ``decode_errors``, ``resolution_changes``, ``keyframe_requests``, ``queued``, and
+        ``latency``: ``queue_wait`` (submit to decode start), ``decode`` (decode start to the frame ready)."""
+
+class AudioRing:
+    """A preallocated FIFO of interleaved int16 sample frames (one sample per channel), one producer and
+    one consumer; a full ring overwrites its oldest frames (``frames_dropped``). ``fileno()`` is an eventfd
+    readable while at least ``notify_frames`` (at least 1) are buffered, or the ring is closed."""
+
+    def __init__(self, rate: int, channels: int, capacity_frames: int, notify_frames: int = 0) -> None: ...
+    @property
+    def rate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def capacity_frames(self) -> int: ...
+    @property
+    def notify_frames(self) -> int: ...
+    @property
+    def available(self) -> int:
+        """Frames buffered."""
+    @property
+    def closed(self) -> bool: ...
+    def write(self, pcm: Buffer, pts_ns: int = -1) -> int:
+        """Copies C-contiguous int16 interleaved samples (or bytes of native int16; a whole number of frames,
+        else ``InvalidArgumentError``), GIL released. ``pts_ns``: the core-clock time of its first frame
+        (-1: now). Returns how many frames were dropped to make room. ``ClosedError`` after close."""
+    def read_into(self, out: Buffer, min_frames: int = 1, timeout: float | None = 0.0) -> tuple[int, int]:
+        """Reads up to ``len(out) // channels`` frames into a writable C-contiguous int16 buffer once
+        ``min_frames`` are buffered (or on timeout / ``close()`` / ``wake()``: whatever is there). Returns
+        ``(frames, pts_ns of the first frame read)``; pts is -1 when no frame was read."""
+    def fileno(self) -> int: ...
+    def clear_event(self) -> None:
+        """Drains the eventfd; it is readable again at once while enough frames remain (or closed)."""
+    def reset(self) -> int:
+        """Drops what is buffered; returns how many frames."""
+    def wake(self) -> None: ...
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]:
+        """``frames_in``, ``frames_out``, ``frames_dropped``, ``writes``, ``reads``, ``available``."""

@@ -10,6 +10,8 @@ void init_arena(pybind11::module_& m);
 void init_ring(pybind11::module_& m);
 void init_packets(pybind11::module_& m);
 void init_encoder(pybind11::module_& m);
-void init_cuda(pybind11::module_& m);  // csrc/bindings/cuda.cpp: real with REACTOR_WITH_CUDA, "unavailable" without
+void init_input(pybind11::module_& m);  // InputRing, InputFrame, Decoder
+void init_audio(pybind11::module_& m);  // AudioRing
+void init_cuda(pybind11::module_& m);   // csrc/bindings/cuda.cpp: real with REACTOR_WITH_CUDA, "unavailable" without
 
 }  // namespace reactor::bindings

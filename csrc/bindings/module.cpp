@@ -4,11 +4,13 @@
 #include "bindings/bindings.h"
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "reactor-engine native core: HostArena, FrameRing, Encoder, PacketQueue.";
+  m.doc() = "reactor-engine native core: HostArena, FrameRing, Encoder, PacketQueue; InputRing, Decoder, AudioRing.";
   reactor::bindings::init_errors(m);
   reactor::bindings::init_arena(m);
   reactor::bindings::init_ring(m);
   reactor::bindings::init_packets(m);
   reactor::bindings::init_encoder(m);
+  reactor::bindings::init_input(m);
+  reactor::bindings::init_audio(m);
   reactor::bindings::init_cuda(m);
 }

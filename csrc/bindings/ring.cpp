@@ -23,6 +23,18 @@ int64_t timeout_to_ns(const py::object& timeout) {
   return static_cast<int64_t>(seconds * 1e9);
 }
 
+py::dict histogram_dict(const HistogramSnapshot& s) {
+  py::dict d;
+  d["count"] = s.count;
+  d["p50"] = s.p50;
+  d["p90"] = s.p90;
+  d["p99"] = s.p99;
+  d["p999"] = s.p999;
+  d["max"] = s.max;
+  d["mean"] = s.mean;
+  return d;
+}
+
 namespace {
 
 // A slot in the producer's hands. It keeps the ring (and so the slot memory) alive; after commit
@@ -121,18 +133,6 @@ int slot_getbuffer(PyObject* obj, Py_buffer* view, int flags) {
 SlotHandle& own_slot(const std::shared_ptr<FrameRing>& ring, SlotHandle& slot) {
   RE_CHECK(slot.ring == ring, StateError, "slot ", slot.acquired.slot, " belongs to another ring");
   return slot;
-}
-
-py::dict histogram_dict(const HistogramSnapshot& s) {
-  py::dict d;
-  d["count"] = s.count;
-  d["p50"] = s.p50;
-  d["p90"] = s.p90;
-  d["p99"] = s.p99;
-  d["p999"] = s.p999;
-  d["max"] = s.max;
-  d["mean"] = s.mean;
-  return d;
 }
 
 py::dict stats_dict(FrameRing& ring) {
