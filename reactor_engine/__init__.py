@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reactor_engine.audio import AudioOutputTrack
 from reactor_engine.commands import command
 from reactor_engine.config import EngineConfig, load_config
 from reactor_engine.context import ReactorContext, SessionContext, get_ctx
@@ -23,6 +24,8 @@ from reactor_engine.errors import (
     StateError,
     WeightsError,
 )
+from reactor_engine.inputs import AudioInputTrack, VideoInputTrack
+from reactor_engine.media import AudioIn, AudioOut, MediaBundle, VideoIn
 from reactor_engine.model import VideoModel, get_weights_path, load_model_class, model
 from reactor_engine.session import Session
 from reactor_engine.tracks import Track, VideoOut, VideoTrack
@@ -31,6 +34,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllocationError",
+    "AudioIn",
+    "AudioInputTrack",
+    "AudioOut",
+    "AudioOutputTrack",
     "ClosedError",
     "CommandError",
     "ConfigError",
@@ -41,6 +48,7 @@ __all__ = [
     "EngineConfig",
     "FrameError",
     "InvalidArgumentError",
+    "MediaBundle",
     "ModelError",
     "NoActiveSession",
     "ReactorContext",
@@ -50,6 +58,8 @@ __all__ = [
     "SessionContext",
     "StateError",
     "Track",
+    "VideoIn",
+    "VideoInputTrack",
     "VideoModel",
     "VideoOut",
     "VideoTrack",

@@ -28,9 +28,24 @@ _log = logging.getLogger("reactor_engine")
 _ALIASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "reactor_runtime": (
         "reactor_engine",
-        ("VideoModel", "command", "model", "get_ctx", "VideoOut", "Track", "__version__"),
+        (
+            "VideoModel",
+            "command",
+            "model",
+            "get_ctx",
+            "VideoOut",
+            "Track",
+            "__version__",
+            "VideoIn",
+            "AudioIn",
+            "AudioOut",
+            "MediaBundle",
+        ),
     ),
-    "reactor_runtime.tracks": ("reactor_engine.tracks", ("Track", "VideoOut", "VideoTrack")),
+    "reactor_runtime.tracks": (
+        "reactor_engine",
+        ("Track", "VideoOut", "VideoTrack", "VideoIn", "AudioIn", "AudioOut", "MediaBundle"),
+    ),
     "reactor_runtime.context": ("reactor_engine.context", ("ReactorContext", "get_ctx")),
 }
 

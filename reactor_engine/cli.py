@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="jpeg",
         help="jpeg: frame_NNNNNN.jpg files; mjpeg: one stream.mjpeg; raw: frames.rgb24",
     )
+    headless.add_argument(
+        "--input", metavar="DIR", help="images (.jpg .png .ppm .npy) fed in name order to the model's "
+        "VideoIn; the run ends after them. Video files are not read (PyAV is not a dependency)",
+    )  # fmt: skip
+    headless.add_argument("--input-fps", type=_non_negative, metavar="FPS", help="--input rate (default: 30)")
     run.set_defaults(handler=_run)  # fmt: skip
 
     init = sub.add_parser("init", help="create a model project that runs with `reactor-engine run NAME`")
@@ -222,8 +227,8 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
     engine_overrides = _engine_overrides(args, overrides)
     if args.runtime == "headless":
         return _run_headless(args, overrides, engine_overrides)
-    if args.output or args.frames or args.seconds is not None or args.commands:
-        raise _usage("--output, --frames, --seconds and --commands belong to --runtime headless")
+    if args.output or args.frames or args.seconds is not None or args.commands or args.input:
+        raise _usage("--output, --frames, --seconds, --commands and --input belong to --runtime headless")
     # The http runtime's own default: VP8 for WebRTC (the Reactor clients, the viewer), JPEG encoded
     # beside it only while a WebSocket or MJPEG client reads it. --engine.codec / extra_codecs win.
     if not any(entry.startswith(("codec=", "extra_codecs=")) for entry in engine_overrides):
@@ -314,14 +319,12 @@ def _run_headless(args: argparse.Namespace, overrides: CliOverrides, engine_over
         seconds=args.seconds,
         commands=Path(args.commands) if args.commands else None,
         format=args.format,
+        input=Path(args.input) if args.input else None,
+        input_fps=args.input_fps or None,
     )
-    from reactor_engine.runtimes.headless import check_output
+    from reactor_engine.runtimes.headless import check_options
 
-    check_output(options.output)  # before the model loads
-    if options.commands is not None:
-        from reactor_engine.runtimes.headless import load_script
-
-        load_script(options.commands)  # a bad script fails before the model loads
+    check_options(options)  # a bad --output, --commands or --input fails before the model loads
     target = args.target or DEMO_TARGET
     engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
     started = time.monotonic()  # after the model file's imports: "loaded in" is the model's own load

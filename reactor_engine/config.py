@@ -73,6 +73,13 @@ class EngineConfig(BaseModel):
     message_queue: int = Field(ge=1)
     orphan_timeout: float = Field(ge=0)
     weights_dir: str | None = None
+    input_max_width: int = Field(ge=2, le=16384)
+    input_max_height: int = Field(ge=2, le=16384)
+    input_slots: int = Field(ge=2, le=64)
+    input_queue: int = Field(ge=1, le=1024)
+    input_max_bytes: int = Field(ge=1024, le=256 << 20)
+    audio_rate: int = Field(ge=8000, le=384000)
+    audio_buffer_ms: int = Field(ge=40, le=60000)
 
     def model_post_init(self, __context: Any) -> None:
         if self.width > self.max_width or self.height > self.max_height:

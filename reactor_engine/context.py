@@ -5,8 +5,10 @@ session and after it ends, never returning a stale one. On the session thread it
 own session (so a hung thread of an old session cannot reach a new one); on other threads (helpers the
 model started) it returns the running session.
 
-Poll points (``should_stop()``, ``emit``, ``frame()``, ``wait()``) apply queued commands, on the
-session thread only, so a command handler never runs concurrently with the generation loop.
+Poll points (``should_stop()``, ``emit``, ``frame()``, ``wait()``, an input's ``read``) apply queued
+commands, on the session thread only, so a command handler never runs concurrently with the generation
+loop. They also release the input frames held since the previous poll point and call the model's
+``on_media(bundle)`` when new input arrived (``inputs.MediaPoller``).
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from reactor_engine.commands import CommandQueue
 from reactor_engine.errors import InvalidArgumentError, NoActiveSession
 
 if TYPE_CHECKING:
+    from reactor_engine.audio import AudioOutputTrack
     from reactor_engine.commands import CommandSpec
+    from reactor_engine.inputs import AudioInputTrack, MediaPoller, VideoInputTrack
     from reactor_engine.tracks import VideoTrack
+
+    AnyTrack: TypeAlias = VideoTrack | VideoInputTrack | AudioInputTrack | AudioOutputTrack
 
 __all__ = ["ReactorContext", "SessionContext", "get_ctx"]
 
@@ -63,10 +69,14 @@ class SessionContext:
         commands: Mapping[str, CommandSpec],
         post_message: Callable[[dict[str, Any]], None],
         deadline_ns: int | None,
+        media: Mapping[str, VideoInputTrack | AudioInputTrack | AudioOutputTrack] | None = None,
+        poller: MediaPoller | None = None,
     ) -> None:
         self.session_id = session_id
         self._model = model
         self._tracks = tracks
+        self._media = dict(media or {})  # input and audio tracks, by name
+        self._poller = poller if poller is not None and (poller.video or poller.audio) else None
         self._default_track = default_track
         self.commands = CommandQueue(commands, wake=self.wake)
         self._post_message = post_message
@@ -107,15 +117,28 @@ class SessionContext:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stopped.set()
-        self._wake.set()
+        self.wake()
 
     def wake(self) -> None:
+        """Wake the session thread out of ``wait()`` or an input's blocked ``read`` (any thread)."""
         self._wake.set()
+        if self._poller is not None:
+            self._poller.wake()
 
     def _poll(self) -> None:
         if not self.active:
             raise NoActiveSession(f"session {self.session_id} has ended")
-        self._apply_commands()
+        self._poll_point()
+
+    def _poll_point(self, dispatch: bool = True) -> int:
+        """Apply queued commands, then release held input frames and (``dispatch``) call ``on_media``
+        (session thread only; elsewhere nothing). Returns how many commands were applied."""
+        if not self.active or threading.get_ident() != self._thread_ident:
+            return 0
+        applied = self.commands.apply_pending(self._model)
+        if self._poller is not None:
+            self._poller.poll(dispatch)
+        return applied
 
     def _pace_wait(self, wait_ns: int) -> None:
         """Hold the producer for frame pacing; cut short by a stop."""
@@ -125,7 +148,7 @@ class SessionContext:
 
     def should_stop(self) -> bool:
         """True once the session is asked to end (stop, max duration, shutdown). A poll point."""
-        self._apply_commands()
+        self._poll_point()
         return self._stopping()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -137,7 +160,7 @@ class SessionContext:
         end = None if timeout is None else time.monotonic() + timeout
         while True:
             self._wake.clear()
-            if self._apply_commands() or self._stopping():
+            if self._poll_point() or self._stopping():
                 break
             remaining = None if end is None else end - time.monotonic()
             if self._deadline_ns is not None:
@@ -148,11 +171,6 @@ class SessionContext:
             self._wake.wait(remaining)
         return self._stopping()
 
-    def _apply_commands(self) -> int:
-        if self.active and threading.get_ident() == self._thread_ident:
-            return self.commands.apply_pending(self._model)
-        return 0
-
     def _stopping(self) -> bool:
         if (
             self._deadline_ns is not None
@@ -162,19 +180,24 @@ class SessionContext:
             self.request_stop("max_duration")
         return self.stopped.is_set() or not self.active
 
-    def get_track(self, name: str | None = None) -> VideoTrack:
-        """The output track ``name``; with no name, the default track (``main_video`` unless declared)."""
+    def get_track(self, name: str | None = None) -> AnyTrack:
+        """The track ``name``: an output (``VideoOut``/``AudioOut``) or an input (``VideoIn``/``AudioIn``);
+        with no name, the default video output (``main_video`` unless declared)."""
         key = self._default_track if name is None else name
-        track = self._tracks.get(key)
+        track = self._tracks.get(key) or self._media.get(key)
         if track is None:
+            listed = [
+                *self._tracks,
+                *(f"{n} ({t.kind} {_role(t.direction)})" for n, t in self._media.items()),
+            ]
             raise InvalidArgumentError(
-                f"no track named {name!r}; this model's tracks are: {', '.join(self._tracks)}"
+                f"no track named {name!r}; this model's tracks are: {', '.join(listed)}"
             )
         return track
 
     def emit_block(self, frames: Any = None) -> None:
         """Seed-era (1.0-1.4) emit: ``(H, W, 3)`` or ``(N, H, W, 3)`` uint8 RGB to the default track."""
-        self.get_track().emit(frames)
+        self._tracks[self._default_track].emit(frames)
 
     def send(self, data: Mapping[str, Any]) -> None:
         """Send a JSON-serializable dict to the session's client(s), e.g. ``{"type": "progress", ...}``."""
@@ -202,6 +225,10 @@ class SessionContext:
     @property
     def is_media_configured(self) -> bool:
         return True
+
+
+def _role(direction: str) -> str:
+    return "input" if direction == "sendonly" else "output"
 
 
 ReactorContext = SessionContext  # seed-era name

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from omegaconf import DictConfig
 
+from reactor_engine.audio import AudioOutputTrack
 from reactor_engine.config import EngineConfig, load_engine_config, load_model_config
 from reactor_engine.errors import ClosedError, EngineBusy, ModelError, StateError
+from reactor_engine.inputs import CODECS, AudioInputTrack, InputTrack, VideoInputTrack
+from reactor_engine.media import AudioIn, VideoIn
 from reactor_engine.model import VideoModel, load_model_class, model_spec, set_engine_weights_dir
 from reactor_engine.session import Session
 from reactor_engine.tracks import VideoTrack
@@ -71,6 +74,8 @@ class Engine:
             self.model_config = load_model_config(self.spec.config_path, config_file, model_config)
         self.model: VideoModel | None = None
         self.tracks: dict[str, VideoTrack] = {}
+        self.inputs: dict[str, InputTrack] = {}  # VideoIn / AudioIn tracks, by name
+        self.audio_outputs: dict[str, AudioOutputTrack] = {}
         self._encoders: list[_C.Encoder] = []
         self._rings: list[_C.FrameRing] = []
         self._lock = threading.RLock()
@@ -122,7 +127,8 @@ class Engine:
             set_engine_weights_dir(Path(weights_dir).expanduser() if weights_dir else None)
             instance = self.model_class(config=self.model_config)
             # ``self.<track>`` on the instance now resolves to the running track (see VideoOut.__get__).
-            object.__setattr__(instance, "__reactor_tracks__", self.tracks)
+            running = {**self.tracks, **self.inputs, **self.audio_outputs}
+            object.__setattr__(instance, "__reactor_tracks__", running)
             self.model = instance
         except Exception as exc:
             _log.exception("model '%s' failed to load", self.name)
@@ -165,6 +171,30 @@ class Engine:
                 emit_timeout=cfg.emit_timeout,
                 max_fps=cfg.max_fps,
             )
+        self._create_media()
+
+    def _create_media(self) -> None:
+        """One ``InputRing`` and a VP8 and a JPEG ``Decoder`` per ``VideoIn``; an ``AudioRing`` per
+        ``AudioIn`` / ``AudioOut``. Made once, here; reset at each session start."""
+        from reactor_engine import _C
+
+        cfg = self.config
+        for name, declared in self.spec.inputs.items():
+            if isinstance(declared, VideoIn):
+                ring = _C.InputRing(cfg.input_slots, cfg.input_max_width, cfg.input_max_height)
+                # Registered before its decoders, so a failing constructor below still closes it.
+                track = VideoInputTrack(name, ring, {}, rate=declared.rate)
+                self.inputs[name] = track
+                for codec in CODECS:
+                    track.decoders[codec] = _C.Decoder(ring, codec, cfg.input_queue, cfg.input_max_bytes)
+            elif isinstance(declared, AudioIn):
+                rate = int(declared.rate) or cfg.audio_rate
+                mic = _C.AudioRing(rate, declared.channels, rate * cfg.audio_buffer_ms // 1000)
+                self.inputs[name] = AudioInputTrack(name, mic)
+        for name, out in self.spec.audio_outputs.items():
+            rate = int(out.rate)
+            sound = _C.AudioRing(rate, out.channels, rate * cfg.audio_buffer_ms // 1000, rate // 50)
+            self.audio_outputs[name] = AudioOutputTrack(name, sound)
 
     def _track_fps(self, track: str, in_code: float | None) -> float:
         """The engine setting (``--engine.fps``, ``engine_config``) beats the rate in the model's code."""
@@ -236,10 +266,18 @@ class Engine:
                 message_capacity=self.config.message_queue,
                 stop_grace=self.config.stop_grace,
                 max_duration=self.config.max_session_duration,
+                inputs=self.inputs,
+                audio_outputs=self.audio_outputs,
             )
             for track in self.tracks.values():
                 track.claim(session, self.config.flush_timeout)
                 track.begin_session(session.context)
+            for source in self.inputs.values():  # nothing of the previous session's input is left
+                source.reset(self.config.flush_timeout)
+                source.begin_session(session.context)
+            for sound in self.audio_outputs.values():
+                sound.claim(session)
+                sound.begin_session(session.context)
             self._session = session
             self._state = "starting"
             session._start()
@@ -295,11 +333,16 @@ class Engine:
         return self.model_class.command_schema()
 
     def stats(self) -> dict[str, Any]:
-        """Core counters and latency histograms of each track since the engine started."""
-        return {
+        """Core counters and latency histograms of each track since the engine started, by track name:
+        outputs ``{"ring", "pinning"}``; inputs and audio outputs ``{"kind", "direction", "ring", ...}``
+        (a video input adds ``decoders``: each decoder's counters and last error)."""
+        stats: dict[str, Any] = {
             name: {"ring": track.ring.stats(), "pinning": track.ring.pinning}
             for name, track in self.tracks.items()
         }
+        for name, media in {**self.inputs, **self.audio_outputs}.items():
+            stats[name] = media.stats()
+        return stats
 
     # -- shutdown --------------------------------------------------------------------------------
 
@@ -319,6 +362,8 @@ class Engine:
         self._close_core()
 
     def _close_core(self) -> None:
+        for media in (*self.inputs.values(), *self.audio_outputs.values()):
+            media.close()  # decoders first, then their ring
         for encoder in self._encoders:
             encoder.close()
         for ring in self._rings:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from reactor_engine._compat import install_seed_api
 from reactor_engine.commands import CommandSpec, collect_commands
 from reactor_engine.errors import CommandError, InvalidArgumentError, ModelError, WeightsError
+from reactor_engine.media import AudioIn, AudioOut, MediaBundle, MediaTrack, VideoIn
 from reactor_engine.tracks import VideoOut
 
 __all__ = [
@@ -59,6 +60,17 @@ class ModelSpec:
     default_track: str
     emission_fps: float | None
     source_dir: Path | None = field(default=None)
+    # Every declared track (outputs, inputs, audio) in declaration order: the capabilities' order.
+    declared: Mapping[str, VideoOut | MediaTrack] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, VideoIn | AudioIn]:
+        """The ``VideoIn`` and ``AudioIn`` declarations, in declaration order."""
+        return {n: t for n, t in self.declared.items() if isinstance(t, (VideoIn, AudioIn))}
+
+    @property
+    def audio_outputs(self) -> dict[str, AudioOut]:
+        return {n: t for n, t in self.declared.items() if isinstance(t, AudioOut)}
 
 
 class VideoModel(ABC):
@@ -82,6 +94,14 @@ class VideoModel(ABC):
     def on_session_end(self, reason: str) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called on the session thread after ``start_session`` returns or raises."""
 
+    def on_media(self, bundle: MediaBundle) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Seed-era (1.6+) hook: new input arrived on the model's ``VideoIn``/``AudioIn`` tracks.
+
+        Called on the session thread at a poll point (``should_stop()``, ``emit``, ``ctx.wait()``,
+        ``read``), never on a network thread, and only when a model overrides it; it takes the newest
+        frame of each input as ``latest()`` does (so a model reading ``mode="fifo"`` should not define it).
+        """
+
     # -- seed-era class API --------------------------------------------------------------------------
 
     @classmethod
@@ -95,7 +115,7 @@ class VideoModel(ABC):
         spec = model_spec(cls)
         return {
             "protocol_version": "1.0",
-            "tracks": [track.describe() for track in spec.tracks.values()],
+            "tracks": [track.describe() for track in spec.declared.values()],
             "commands": cls.commands(),
             "emission_fps": spec.emission_fps,
         }
@@ -107,7 +127,7 @@ class VideoModel(ABC):
 
     @classmethod
     def get_tracks(cls) -> list[dict[str, str]]:
-        return [track.describe() for track in model_spec(cls).tracks.values()]
+        return [track.describe() for track in model_spec(cls).declared.values()]
 
     @classmethod
     def weights(cls, name: str) -> Path:
@@ -195,7 +215,7 @@ def model(
             config_path = Path(config).expanduser()
             if not config_path.is_absolute():
                 config_path = (source_dir or Path.cwd()) / config_path
-        tracks, default_track = _collect_tracks(cls)
+        declared, tracks, default_track = _collect_tracks(cls)
         spec = ModelSpec(
             name=name,
             cls=cls,
@@ -207,6 +227,7 @@ def model(
             default_track=default_track,
             emission_fps=_emission_fps(cls, tracks[default_track]),
             source_dir=source_dir,
+            declared=declared,
         )
         setattr(cls, _SPEC_ATTR, spec)
         return cls
@@ -228,22 +249,28 @@ def _source_dir(cls: type) -> Path | None:
     return Path(file).resolve().parent if file else None
 
 
-def _collect_tracks(cls: type) -> tuple[dict[str, VideoOut], str]:
-    tracks: dict[str, VideoOut] = {}
+def _collect_tracks(cls: type) -> tuple[dict[str, VideoOut | MediaTrack], dict[str, VideoOut], str]:
+    """Every declared track in declaration order, the ``VideoOut`` ones, and the default output."""
+    declared: dict[str, VideoOut | MediaTrack] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
-            if isinstance(value, VideoOut):
-                tracks[attr] = value
+            if isinstance(value, (VideoOut, MediaTrack)):
+                declared[attr] = value
+            elif attr in declared:  # a subclass replaced the track with something else
+                del declared[attr]
+    tracks = {name: track for name, track in declared.items() if isinstance(track, VideoOut)}
     if not tracks:
-        # Seed-era 1.7.5 behaviour: a model that declares no track gets one default video output.
+        # Seed-era 1.7.5 behaviour: a model that declares no video output gets a default one (also when
+        # it declares inputs or audio, so every model has the default track the engine serves).
         main = VideoOut(default=True)
         main.__set_name__(cls, "main_video")
         type.__setattr__(cls, "main_video", main)
         tracks["main_video"] = main
+        declared = {"main_video": main, **declared}
     defaults = [name for name, track in tracks.items() if track.default]
     if len(defaults) > 1:
         raise ModelError(f"{cls.__qualname__} marks several tracks default=True: {', '.join(defaults)}")
-    return tracks, defaults[0] if defaults else next(iter(tracks))
+    return declared, tracks, defaults[0] if defaults else next(iter(tracks))
 
 
 def _emission_fps(cls: type, default_track: VideoOut) -> float | None:

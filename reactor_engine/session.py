@@ -24,11 +24,15 @@ from reactor_engine.errors import (
     InvalidArgumentError,
     ReactorTimeoutError,
 )
+from reactor_engine.inputs import MediaPoller
 from reactor_engine.pacing import LatencyWindow
+from reactor_engine.session_media import SessionMedia
 
 if TYPE_CHECKING:
     from reactor_engine import _C
+    from reactor_engine.audio import AudioOutputTrack
     from reactor_engine.engine import Engine
+    from reactor_engine.inputs import InputTrack
     from reactor_engine.tracks import VideoTrack
 
 __all__ = ["Session", "SessionState"]
@@ -62,8 +66,9 @@ class _TrackStats:
         self.counters_at_end: dict[str, int] | None = None
 
 
-class Session:
-    """One session: ``send_command``, ``packets``, ``messages``, ``stop``, ``stats``.
+class Session(SessionMedia):
+    """One session: ``send_command``, ``packets``, ``messages``, ``stop``, ``stats``; and media in and
+    audio out (``push_frame``, ``push_encoded``, ``push_audio``, ``next_audio``: ``session_media.py``).
 
     Made by ``Engine.session()``; a context manager whose exit stops it.
     """
@@ -79,11 +84,17 @@ class Session:
         message_capacity: int,
         stop_grace: float,
         max_duration: float,
+        inputs: Mapping[str, InputTrack] | None = None,
+        audio_outputs: Mapping[str, AudioOutputTrack] | None = None,
     ) -> None:
         self.session_id = session_id
         self._engine = engine
         self._model = model
         self._tracks = tracks
+        self._inputs = dict(inputs or {})
+        self._audio_outputs = dict(audio_outputs or {})
+        self._media_at_start = {}
+        self._media_at_end = None
         self._default_track = default_track
         self._stop_grace = stop_grace
         self._max_duration = max_duration
@@ -109,6 +120,8 @@ class Session:
             commands=engine.spec.commands,
             post_message=self._post,
             deadline_ns=deadline,
+            media={**self._inputs, **self._audio_outputs},
+            poller=MediaPoller(self._inputs, model) if self._inputs else None,
         )
         self._thread = threading.Thread(
             target=self._run, name=f"reactor-session-{session_id[:8]}", daemon=True
@@ -343,6 +356,7 @@ class Session:
     def _start(self) -> None:
         for name, video in self._tracks.items():
             self._track_stats[name].counters_at_start = _counters(video)
+        self._media_at_start = self._media_snapshot()
         self._thread.start()
         self._watcher.start()
 
@@ -362,6 +376,8 @@ class Session:
         ctx.deactivate()
         for video in self._tracks.values():
             video.end_session()
+        for media in (*self._inputs.values(), *self._audio_outputs.values()):
+            media.end_session()
         ctx.commands.close(f"session {self.session_id} ended ({reason})")
         try:
             self._model.on_session_end(reason)
@@ -370,6 +386,7 @@ class Session:
             error = error or f"on_session_end: {type(exc).__name__}: {exc}"
         for name, video in self._tracks.items():
             self._track_stats[name].counters_at_end = _counters(video)
+        self._media_at_end = self._media_snapshot()
         self.end_reason = reason
         self.error = error
         self.ended_ns = time.monotonic_ns()
@@ -385,7 +402,8 @@ class Session:
     # -- stats -----------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Per-session numbers: time to first frame, fps, emit / encode / commit→packet latency, drops.
+        """Per-session numbers: time to first frame, fps, emit / encode / commit→packet latency, drops;
+        ``inputs`` and ``audio_outputs``: each media track's counters over this session (ring, decoders).
 
         ``fps`` is the presentation rate (frames over their ``pts_ns`` span); ``production_fps`` the
         rate the model made them at. Latencies are ms; encode and commit→packet cover the packets this
@@ -435,6 +453,7 @@ class Session:
             "drops": main["drops"],
             "messages_dropped": self._messages_dropped,
             "tracks": tracks,
+            **self._media_stats(),
         }
 
     # -- context manager -------------------------------------------------------------------------

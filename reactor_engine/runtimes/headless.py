@@ -32,6 +32,7 @@ __all__ = [
     "HeadlessOptions",
     "Recorder",
     "ScriptedCommand",
+    "check_options",
     "check_output",
     "load_script",
     "run_headless",
@@ -54,17 +55,21 @@ _HELP = """commands:
 @dataclass(frozen=True)
 class HeadlessOptions:
     """``output``: folder for frames and ``stats.json``. ``frames`` / ``seconds``: end the session there
-    (batch mode); with neither, sessions are driven from stdin. ``commands``: a JSONL script."""
+    (batch mode); with neither, sessions are driven from stdin. ``commands``: a JSONL script. ``input``:
+    a folder of images fed to the model's ``VideoIn`` at ``input_fps`` (``headless_input.py``); the
+    session ends with the input (batch mode)."""
 
     output: Path
     frames: int | None = None
     seconds: float | None = None
     commands: Path | None = None
     format: OutputFormat = "jpeg"
+    input: Path | None = None
+    input_fps: float | None = None  # None: the VideoIn's rate, else 30
 
     @property
     def interactive(self) -> bool:
-        return self.frames is None and self.seconds is None
+        return self.frames is None and self.seconds is None and self.input is None
 
 
 @dataclass(frozen=True)
@@ -297,9 +302,9 @@ class Recorder:
         out.frames_written += 1
         out.bytes_written += len(data)
 
-    def finish(self, timeout: float | None = None) -> dict[str, Any]:
+    def finish(self, timeout: float | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Wait for the recording to end (at most ``timeout``, default ``end_timeout``), write
-        ``stats.json`` and return what it holds. A hung model is reported, not waited for."""
+        ``stats.json`` (with ``extra`` sections) and return what it holds. A hung model is reported."""
         deadline = time.monotonic() + (self._end_timeout if timeout is None else timeout)
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self.session.wait(max(0.0, deadline - time.monotonic()))
@@ -323,6 +328,7 @@ class Recorder:
             "messages": self._messages,
             "error": self._error,
             "healthy": self.session.state != "unhealthy",
+            **(extra or {}),
         }
         (self.folder / "stats.json").write_text(
             json.dumps(stats, indent=2, default=str) + "\n", encoding="utf-8"
@@ -349,6 +355,17 @@ def run_headless(engine: Engine, options: HeadlessOptions, stdin: IO[str], stdou
         signal.signal(signal.SIGTERM, previous)
 
 
+def check_options(options: HeadlessOptions) -> None:
+    """What can be checked before the model loads: the output folder, the script, the input folder."""
+    check_output(options.output)
+    if options.commands is not None:
+        load_script(options.commands)
+    if options.input is not None:
+        from reactor_engine.runtimes.headless_input import list_input
+
+        list_input(options.input)
+
+
 def check_output(output: Path) -> None:
     """``--output`` must be a new or empty folder: old frames are never mixed with new ones."""
     if output.exists() and not output.is_dir():
@@ -360,6 +377,10 @@ def check_output(output: Path) -> None:
 
 
 def _batch(engine: Engine, options: HeadlessOptions, script: list[ScriptedCommand], stdout: IO[str]) -> int:
+    from reactor_engine.runtimes.headless_input import DEFAULT_FPS, InputFeeder, input_track, list_input
+
+    files = list_input(options.input) if options.input is not None else []
+    track = input_track(engine) if files else None
     options.output.mkdir(parents=True, exist_ok=True)
     session = engine.session()
     recorder = Recorder(
@@ -367,13 +388,15 @@ def _batch(engine: Engine, options: HeadlessOptions, script: list[ScriptedComman
         max_frames=options.frames, max_seconds=options.seconds, script=script,
         end_timeout=engine.config.stop_grace + _END_MARGIN_S,
     )  # fmt: skip
+    fps = options.input_fps or (track.rate if track is not None and track.rate > 0 else DEFAULT_FPS)
+    feeder = InputFeeder(session, track, files, fps) if track is not None else None
     try:
         while not recorder.done.wait(0.2):
             pass
     except KeyboardInterrupt:
         _log.info("interrupted: stopping the session", extra={"session_id": session.session_id})
         session.stop("shutdown")
-    stats = recorder.finish()
+    stats = recorder.finish(extra={"input": feeder.close()} if feeder is not None else None)
     _print_summary(stats, stdout)
     return 1 if stats["error"] or stats["session"]["error"] or not stats["healthy"] else 0
 
