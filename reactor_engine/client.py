@@ -7,6 +7,9 @@
     with client.connect(session_id) as stream:
         stream.send_command("set_prompt", {"prompt": "a rainy night"})
         frame = stream.next_frame()          # Frame: header fields + the encoded bytes
+        stream.send_frame("webcam", rgb)     # a model's VideoIn: an (H, W, 3) uint8 array or JPEG bytes
+        stream.send_audio("mic", samples, 48000)   # a model's AudioIn: int16 or float samples
+        audio = stream.next_audio()          # a model's AudioOut: 20 ms frames, audio.samples()
     client.delete_session(session_id)
 
 Not thread-safe: use one ``StreamConnection`` from one thread.
@@ -15,6 +18,7 @@ Not thread-safe: use one ``StreamConnection`` from one thread.
 from __future__ import annotations
 
 import collections
+import io
 import itertools
 import json
 import time
@@ -25,11 +29,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from reactor_engine.errors import CommandError, ReactorError, ReactorTimeoutError
+from reactor_engine.errors import CommandError, InvalidArgumentError, ReactorError, ReactorTimeoutError
 from reactor_engine.runtimes.protocol import HEADER_SIZE, FrameHeader
 
 __all__ = ["ClientError", "Frame", "ReactorClient", "StreamConnection"]
@@ -50,7 +55,8 @@ class ClientError(ReactorError):
 
 @dataclass(frozen=True)
 class Frame:
-    """One received frame: the header's fields and the encoded bytes (JPEG, RGB24 or I420)."""
+    """One received frame: the header's fields and the encoded bytes (JPEG, RGB24 or I420), or 20 ms of
+    a model's audio (``codec`` ``pcm_s16le``: ``samples()``, ``rate``, ``channels``)."""
 
     header: FrameHeader
     data: bytes
@@ -71,6 +77,36 @@ class Frame:
     @property
     def height(self) -> int:
         return self.header.height
+
+    @property
+    def track(self) -> int:
+        """The index of the frame's track in the capabilities' ``tracks`` (the hello's ``tracks``)."""
+        return self.header.track
+
+    @property
+    def pts_ns(self) -> int:
+        """The frame's (or first sample's) time on the server's clock: audio and video share it."""
+        return self.header.pts_ns
+
+    @property
+    def is_audio(self) -> bool:
+        return self.header.codec == "pcm_s16le"
+
+    @property
+    def rate(self) -> int:
+        """Audio: the sample rate (Hz)."""
+        return self.header.width
+
+    @property
+    def channels(self) -> int:
+        """Audio: the channel count."""
+        return self.header.height
+
+    def samples(self) -> np.ndarray[Any, np.dtype[np.int16]]:
+        """Audio: the samples as a ``(channels, M)`` int16 array."""
+        if not self.is_audio:
+            raise InvalidArgumentError(f"a {self.codec} frame has no samples; only pcm_s16le frames do")
+        return np.frombuffer(self.data, dtype="<i2").reshape(-1, max(1, self.channels)).T
 
     @property
     def server_latency_ms(self) -> float:
@@ -174,6 +210,8 @@ class StreamConnection:
         self.timeout = timeout
         self.hello: dict[str, Any] = {}
         self.frames: collections.deque[Frame] = collections.deque(maxlen=64)
+        self.audio: collections.deque[Frame] = collections.deque(maxlen=500)  # 10 s of 20 ms frames
+        self._sent: dict[int, int] = collections.defaultdict(int)  # frames sent per input track
         self.messages: collections.deque[dict[str, Any]] = collections.deque(maxlen=1024)
         self._replies: dict[Any, dict[str, Any]] = {}
         self._ids = itertools.count(1)
@@ -229,16 +267,90 @@ class StreamConnection:
             self._replies[message["request_id"]] = message
         return message
 
+    def _keep(self, message: Frame | dict[str, Any]) -> None:
+        if isinstance(message, Frame):
+            (self.audio if message.is_audio else self.frames).append(message)
+        else:
+            self.messages.append(message)
+
     def next_frame(self, timeout: float | None = None) -> Frame:
-        """The next frame; text messages that arrive first are kept in ``messages``."""
+        """The next video frame; audio and text messages that arrive first are kept (``audio``,
+        ``messages``)."""
         if self.frames:
             return self.frames.popleft()
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             message = self.recv(max(0.0, deadline - time.monotonic()))
-            if isinstance(message, Frame):
+            if isinstance(message, Frame) and not message.is_audio:
                 return message
-            self.messages.append(message)
+            self._keep(message)
+
+    def next_audio(self, timeout: float | None = None) -> Frame:
+        """The next audio frame (20 ms of an ``AudioOut`` track, in order); video frames and text
+        messages that arrive first are kept (``frames``, ``messages``)."""
+        if self.audio:
+            return self.audio.popleft()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            message = self.recv(max(0.0, deadline - time.monotonic()))
+            if isinstance(message, Frame) and message.is_audio:
+                return message
+            self._keep(message)
+
+    def track_index(self, name: str) -> int:
+        """The index of track ``name`` in the hello's ``tracks``; ``InvalidArgumentError`` naming them."""
+        tracks = self.hello.get("tracks") or []
+        for track in tracks:
+            if track.get("name") == name:
+                return int(track["index"])
+        names = ", ".join(f"{t.get('name')} ({t.get('direction')})" for t in tracks) or "none"
+        raise InvalidArgumentError(f"the session has no track {name!r}; its tracks: {names}")
+
+    def send_frame(
+        self, track: str, frame: np.ndarray[Any, Any] | bytes, *, index: int | None = None, quality: int = 90
+    ) -> int:
+        """Send one frame to a ``VideoIn`` track: an ``(H, W, 3)`` uint8 RGB array (JPEG-encoded here,
+        with Pillow) or JPEG bytes. ``index``: the header's frame index (default: a count per track).
+        Returns the index sent. Refusals come back as ``error`` messages (see ``messages``)."""
+        number = self.track_index(track)
+        width = height = 0
+        if isinstance(frame, np.ndarray):
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise InvalidArgumentError(
+                    f"a frame is an (H, W, 3) uint8 RGB array; got {frame.shape} {frame.dtype}"
+                )
+            height, width = frame.shape[:2]
+            payload = _jpeg(frame, quality)
+        else:
+            payload = bytes(frame)
+        sent = self._sent[number] if index is None else index
+        self._sent[number] = sent + 1
+        self._send_media("jpeg", number, sent, width, height, payload)
+        return sent
+
+    def send_audio(self, track: str, samples: np.ndarray[Any, Any], rate: int) -> None:
+        """Send samples to an ``AudioIn`` track: ``(M,)`` mono or ``(C, M)``, int16 or float in
+        ``[-1, 1]``, at ``rate`` Hz (the track's rate, or the server answers ``rate_mismatch``)."""
+        number = self.track_index(track)
+        block = np.asarray(samples)
+        if block.ndim == 1:
+            block = block[None, :]
+        if block.ndim != 2:
+            raise InvalidArgumentError(f"samples are (M,) or (channels, M); got shape {block.shape}")
+        if block.dtype.kind == "f":
+            block = (np.clip(block, -1.0, 1.0) * 32767.0).astype(np.int16)
+        pcm = np.ascontiguousarray(block.T, dtype="<i2").tobytes()  # interleaved
+        sent = self._sent[number]
+        self._sent[number] = sent + 1
+        self._send_media("pcm_s16le", number, sent, int(rate), block.shape[0], pcm)
+
+    def _send_media(
+        self, codec: str, track: int, index: int, width: int, height: int, payload: bytes
+    ) -> None:
+        now = time.monotonic_ns()
+        size = len(payload)
+        header = FrameHeader(codec, index, width, height, size, now, 0, 0, 0, 0, 0, now, track=track)
+        self._ws.send(header.pack() + payload)
 
     def next_message(self, timeout: float | None = None, type: str | None = None) -> dict[str, Any]:
         """The next JSON message (of ``type`` if given); frames meanwhile are kept in ``frames``."""
@@ -249,12 +361,9 @@ class StreamConnection:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             message = self.recv(max(0.0, deadline - time.monotonic()))
-            if isinstance(message, Frame):
-                self.frames.append(message)
-            elif type is None or message.get("type") == type:
+            if isinstance(message, dict) and (type is None or message.get("type") == type):
                 return message
-            else:
-                self.messages.append(message)
+            self._keep(message)
 
     def send_text(self, text: str | bytes) -> None:
         """Send a raw message (for tests of the server's answers to malformed input)."""
@@ -267,10 +376,8 @@ class StreamConnection:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while request_id not in self._replies:
             received = self.recv(max(0.0, deadline - time.monotonic()))
-            if isinstance(received, Frame):
-                self.frames.append(received)
-            elif received.get("request_id") != request_id:
-                self.messages.append(received)
+            if isinstance(received, Frame) or received.get("request_id") != request_id:
+                self._keep(received)
         return self._replies.pop(request_id)
 
     def send_command(
@@ -299,3 +406,16 @@ class StreamConnection:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _jpeg(frame: np.ndarray[Any, Any], quality: int) -> bytes:
+    """An RGB frame as JPEG bytes, with Pillow (optional: pass JPEG bytes where it is not installed)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InvalidArgumentError(
+            "encoding an RGB array needs Pillow (pip install pillow); or pass JPEG bytes"
+        ) from None
+    out = io.BytesIO()
+    Image.fromarray(frame, "RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()

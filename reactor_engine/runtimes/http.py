@@ -87,8 +87,11 @@ def serve(
         port=port,
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # frames are JPEG already: deflating them costs CPU for nothing
-        # The transport's own cap, above the app's per-message limit (which answers with an error).
-        ws_max_size=max(1 << 20, 4 * runtime.options.max_message_bytes),
+        # The transport's own cap, above the app's per-message limits (which answer with an error): text
+        # messages, and binary (media) ones of up to an encoded input frame (input_max_bytes).
+        ws_max_size=max(
+            1 << 20, 4 * runtime.options.max_message_bytes, engine.config.input_max_bytes + (64 << 10)
+        ),
         lifespan="off",
         log_config=None,
         access_log=access_log,

@@ -1,7 +1,9 @@
 """The wire format of the http runtime, shared by the server and ``reactor_engine.client``.
 
-Written down for other clients in ``docs/protocol.md``. Binary WebSocket messages are one frame each:
-a fixed little-endian header (``FrameHeader``) followed by the encoded frame. Text messages are JSON.
+Written down for other clients in ``docs/protocol.md``. Binary WebSocket messages are one frame each,
+in both directions: a fixed little-endian header (``FrameHeader``) followed by the encoded frame (video)
+or the samples (``pcm_s16le`` audio: ``width`` = sample rate, ``height`` = channels). The header's
+``track`` is the index of the frame's track in the capabilities' ``tracks`` list. Text messages are JSON.
 """
 
 from __future__ import annotations
@@ -23,19 +25,22 @@ __all__ = [
 PROTOCOL_VERSION: Final = 1
 FRAME_MAGIC: Final = b"RFRM"
 
-# magic, version, codec, header_size, frame_index, width, height, payload_size, reserved,
+# magic, version, codec, header_size, frame_index, width, height, payload_size, track (the index of the
+# track in the capabilities' ``tracks``; 0 in messages of servers before media input),
 # then the native timestamps (ns, the server's steady clock): pts, acquire, commit, encode start,
 # encode end, publish, send.
 _HEADER = struct.Struct("<4sBBHQIIII7q")
 HEADER_SIZE: Final = _HEADER.size  # 88
 
-CODEC_IDS: Final = {"jpeg": 1, "raw": 2, "i420": 3}
+# pcm_s16le: int16 little-endian interleaved samples; the header's width is the rate, height the channels.
+CODEC_IDS: Final = {"jpeg": 1, "raw": 2, "i420": 3, "pcm_s16le": 4, "vp8": 5}
 CODECS: Final = {value: key for key, value in CODEC_IDS.items()}
 
 
 @dataclass(frozen=True)
 class FrameHeader:
-    """The header in front of every binary frame message."""
+    """The header in front of every binary frame message. ``track``: the index of the frame's track in the
+    capabilities' ``tracks`` list (the descriptor's order)."""
 
     codec: str
     frame_index: int
@@ -49,6 +54,7 @@ class FrameHeader:
     t_encode_end_ns: int
     t_publish_ns: int
     t_send_ns: int
+    track: int = 0
 
     def pack(self) -> bytes:
         return _HEADER.pack(
@@ -60,7 +66,7 @@ class FrameHeader:
             self.width,
             self.height,
             self.payload_size,
-            0,
+            self.track,
             self.pts_ns,
             self.t_acquire_ns,
             self.t_commit_ns,
@@ -71,7 +77,7 @@ class FrameHeader:
         )
 
     @classmethod
-    def of_packet(cls, packet: Any, t_send_ns: int) -> FrameHeader:
+    def of_packet(cls, packet: Any, t_send_ns: int, track: int = 0) -> FrameHeader:
         """The header of an encoded packet (anything with a ``_C.Packet``'s fields), sent at ``t_send_ns``."""
         return cls(
             codec=packet.codec,
@@ -86,6 +92,7 @@ class FrameHeader:
             t_encode_end_ns=packet.t_encode_end_ns,
             t_publish_ns=packet.t_publish_ns,
             t_send_ns=t_send_ns,
+            track=track,
         )
 
     @classmethod
@@ -93,9 +100,9 @@ class FrameHeader:
         """Parse the header of a binary message; ``ValueError`` saying what is wrong."""
         if len(message) < HEADER_SIZE:
             raise ValueError(f"frame message has {len(message)} bytes; the header alone is {HEADER_SIZE}")
-        (magic, version, codec, header_size, index, width, height, size, _reserved, *times) = (
-            _HEADER.unpack_from(message)
-        )
+        fields = _HEADER.unpack_from(message)
+        magic, version, codec, header_size, index, width, height, size, track = fields[:9]
+        pts, acquire, commit, encode_start, encode_end, publish, send = fields[9:]
         if magic != FRAME_MAGIC:
             raise ValueError(f"frame message starts with {bytes(magic)!r}; expected {FRAME_MAGIC!r}")
         if version != PROTOCOL_VERSION:
@@ -106,7 +113,10 @@ class FrameHeader:
             raise ValueError(
                 f"frame message has {len(message)} bytes; header says {header_size} + {size} payload"
             )
-        return cls(CODECS[codec], index, width, height, size, *times)
+        return cls(
+            CODECS[codec], index, width, height, size, pts, acquire, commit, encode_start, encode_end,
+            publish, send, track,
+        )  # fmt: skip
 
 
 def error_body(code: str, message: str, **detail: Any) -> dict[str, Any]:

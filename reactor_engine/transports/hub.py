@@ -2,9 +2,10 @@
 
 Transport-neutral (nothing here speaks HTTP): starts and stops sessions, keeps the stats of recently
 ended ones (``ended``; ``end_of`` says how one ended, for a client that comes late), registers
-clients (``max_clients`` counted across kinds), runs the orphan timer, fans packets, model messages,
-session events and the commands' current values (``{"type": "state"}``, also sent to each client as
-it attaches) out to the clients, and dispatches commands. A transport
+clients (``max_clients`` counted across kinds), runs the orphan timer, fans packets, the model's audio
+(``audio.AudioFanOut``), model messages, session events and the commands' current values
+(``{"type": "state"}``, also sent to each client as it attaches) out to the clients, and dispatches
+commands. Client media in goes straight from a transport to the input tracks (``inbound.py``). A transport
 (``ws``, ``mjpeg``, ``webrtc``) only turns wire messages into these calls and hub callbacks
 (``HubClient``) into wire messages.
 
@@ -34,6 +35,7 @@ from reactor_engine.errors import (
     ReactorTimeoutError,
     StateError,
 )
+from reactor_engine.transports.audio import AudioFanOut
 from reactor_engine.transports.errors import (
     CodecUnavailable,
     CommandRejected,
@@ -45,6 +47,7 @@ from reactor_engine.transports.errors import (
     ShuttingDown,
     TooManyClients,
 )
+from reactor_engine.transports.inbound import TrackTable
 from reactor_engine.transports.live import (
     CodecOutput,
     HubClient,
@@ -177,7 +180,7 @@ class SessionHub:
             except (StateError, ClosedError):
                 state = self.engine.state
                 raise EngineNotReady(f"the engine cannot start a session while it is {state}") from None
-            live = LiveSession(session, self.codecs[0])
+            live = LiveSession(session, self.codecs[0], TrackTable(self.engine))
             self._live = live
             loop = asyncio.get_running_loop()
 
@@ -191,6 +194,9 @@ class SessionHub:
             # The primary output is always on, and read with no client too, so the encoder never
             # waits on a full queue.
             self._output(live, live.primary)
+            chunk_sent = self.metrics.audio_chunks_sent.labels
+            live.audio = AudioFanOut(live, live.tracks.audio_output_indices(), lambda t: chunk_sent(t).inc())
+            live.audio.start()
             live.message_task = asyncio.create_task(self._forward_messages(live))
             self._arm_orphan_timer(live)
             _log.info("session started", extra={"session_id": session.session_id})
@@ -229,6 +235,7 @@ class SessionHub:
             "frames_sent_by_codec": {codec: out.frames_sent for codec, out in live.outputs.items()},
             "client_frames_dropped": live.client_frames_dropped,
             "last_frame_index": live.last_frame_index,
+            "audio_out": live.audio.stats() if live.audio is not None else {},
         }
         return stats
 
@@ -465,6 +472,8 @@ class SessionHub:
         if live.finished:
             return
         live.finished = True
+        if live.audio is not None:
+            live.audio.stop()  # the samples emitted before the end
         for output in live.outputs.values():
             self._on_packets(live, output)  # the frames published before the end
             self._stop_reading(output)

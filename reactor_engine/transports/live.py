@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from reactor_engine import _C
     from reactor_engine.engine import Engine
     from reactor_engine.session import Session
+    from reactor_engine.transports.audio import AudioFanOut
+    from reactor_engine.transports.inbound import TrackTable
     from reactor_engine.transports.metrics import HubMetrics
 
 __all__ = [
@@ -94,11 +96,14 @@ class CodecOutput:
 
 
 class LiveSession:
-    """The hub's side of the running session: its clients, codec outputs, message task and timers."""
+    """The hub's side of the running session: its clients, codec outputs, message task and timers, the
+    model's tracks (``tracks``: by index and name, with the input tracks) and its audio out."""
 
-    def __init__(self, session: Session, primary: str) -> None:
+    def __init__(self, session: Session, primary: str, tracks: TrackTable) -> None:
         self.session = session
         self.primary = primary
+        self.tracks = tracks
+        self.audio: AudioFanOut | None = None
         self.outputs: dict[str, CodecOutput] = {}
         self.clients: tuple[HubClient, ...] = ()  # replaced, never mutated, like CodecOutput.clients
         self.orphan_timer: asyncio.TimerHandle | None = None

@@ -61,6 +61,18 @@ class HubMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.media_refused = Counter(
+            "reactor_media_refused",
+            "Client media (frames, audio blocks) refused by a transport, by transport kind and error code",
+            ["kind", "code"],
+            registry=self.registry,
+        )
+        self.audio_chunks_sent = Counter(
+            "reactor_audio_chunks_sent",
+            "20 ms chunks of the model's audio handed to the clients, by track",
+            ["track"],
+            registry=self.registry,
+        )
         self.registry.register(_EngineCollector(engine))
 
 
@@ -87,6 +99,11 @@ class _EngineCollector(Collector):
             "Native latency percentiles since the engine started, by track, stage and quantile",
             labels=["track", "stage", "quantile"],
         )
+        decoders = CounterMetricFamily(
+            "reactor_input_decoder",
+            "Native input decoder counters (packets in, dropped, refused, decode errors), by track, codec",
+            labels=["track", "codec", "counter"],
+        )
         try:
             stats = self._engine.stats()
         except ReactorError:  # a closed engine has no rings left to read
@@ -100,8 +117,13 @@ class _EngineCollector(Collector):
                 for quantile in ("p50", "p90", "p99", "p999", "max"):
                     if quantile in summary:
                         latency.add_metric([track, stage, quantile], float(summary[quantile]) / 1e9)
+            for codec, counters in numbers.get("decoders", {}).items():  # a VideoIn's decoders
+                for key, value in counters.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        decoders.add_metric([track, codec, key], float(value))
         yield frames
         yield latency
+        yield decoders
         yield from _gpu_metrics()
 
 

@@ -40,6 +40,9 @@ class TrackControl(Protocol):
     def track_verb(self, verb: wire.ResumeTrack | wire.PauseTrack) -> None:
         """The client paused or resumed a track."""
 
+    def publish_refusal(self, name: str) -> str | None:
+        """``None`` when the client may publish ``name`` (a declared input), else why it may not."""
+
 
 def ignore(*_args: object) -> None:
     """Stands in for a callback once the peer is closed (it holds no reference to the peer)."""
@@ -144,8 +147,12 @@ class PeerChannels:
         elif isinstance(inbound, wire.RequestCapabilities):
             self.send(codec.encode_capabilities(self._hub.engine.capabilities()))
         elif isinstance(inbound, wire.PublishTrack):
-            message = f"this model declares no input track {inbound.name!r}: it takes no client media"
-            self.send(codec.encode_publish_refused(inbound.request_id, inbound.name, message))
+            refusal = self._peer.publish_refusal(inbound.name)
+            if refusal is None:
+                self.send(codec.encode_publish_track_response(inbound.request_id, inbound.name))
+            else:
+                _log.info("peer %d: publish_track refused: %s", self.cid, refusal)
+                self.send(codec.encode_publish_refused(inbound.request_id, inbound.name, refusal))
         elif isinstance(inbound, wire.RequestClip | wire.RequestRecording):
             self.send(codec.encode_clip_failed(inbound.request_id, "this server does not record sessions"))
         elif isinstance(inbound, wire.PeerError):
@@ -211,6 +218,14 @@ class PeerChannels:
             return False
         self.messages_out += 1
         return True
+
+    def media_error(self, code: str, message: str) -> None:
+        """Tell the client its media was refused (an ``Error`` notification on ``control``); dropped,
+        counted, where the client has no channel for it."""
+        if self.wire is not None:
+            self.send(self.wire.encode_control_error(None, code, message))
+        else:
+            self.messages_dropped += 1
 
     def model_message(self, payload: Any) -> None:
         """A model's ``ctx.send(payload)``: sent now, or kept until the client's wire version is known."""

@@ -36,18 +36,22 @@ from reactor_engine.transports.webrtc.media import (
     post_to_loop,
 )
 from reactor_engine.transports.webrtc.sdp import with_candidates
+from reactor_engine.transports.webrtc.stats import outbound_stats
+from reactor_engine.transports.webrtc.tracks import PeerTracks
 
 if TYPE_CHECKING:
     from reactor_engine import _C
+    from reactor_engine.transports.audio import AudioChunk
     from reactor_engine.transports.hub import LiveSession, SessionHub
     from reactor_engine.transports.webrtc.options import WebRtcOptions
 
-__all__ = ["NegotiationError", "Peer", "TrackMapping"]
+__all__ = ["NegotiationError", "Peer", "TrackMapping", "outbound_stats"]
 
 _log = logging.getLogger("reactor_engine.webrtc")
 
 PeerState = Literal["new", "negotiating", "answered", "connected", "closed"]
 _SESSION_ENDED_DRAIN_S = 1.0
+_DECODER_WATCH_S = 0.5  # how often the decoders of the client's video are checked for errors
 
 
 class NegotiationError(ReactorError, ValueError):
@@ -98,6 +102,7 @@ class Peer:
         observer.on_ice_gathering_change = self._native_gathering
         observer.on_ice_candidate = self._native_candidate
         observer.on_data_channel = self._native_channel
+        observer.on_track = self._native_track
         self._observer = observer
         self.pc: rtc.PeerConnection | None = peer_connection_factory().create_peer_connection(
             _rtc_configuration(options), observer
@@ -108,6 +113,15 @@ class Peer:
         self.connected_at: float | None = None
         self.last_heard = self.created
         self.messages = PeerChannels(cid, hub, live, options.max_message_bytes, self)
+        # The client's camera and microphone in, the model's audio out (tracks.py).
+        refused = hub.metrics.media_refused.labels
+        self.tracks = PeerTracks(
+            cid,
+            live.tracks,
+            self._loop,
+            self.messages.media_error,
+            lambda code: refused("webrtc", code).inc(),
+        )
         self.local_candidates: list[rtc.IceCandidate] = []
         self.remote_description_set = False
         self._gathered = asyncio.Event()
@@ -182,8 +196,9 @@ class Peer:
         return True
 
     async def _bind_transceivers(self, mapping: Sequence[TrackMapping]) -> None:
-        """The model's video goes on the transceiver the client receives the video track on; every other
-        transceiver is made inactive (the engine takes no client media yet)."""
+        """The model's video goes on the transceiver the client receives the video track on; the ones
+        it sends a declared input on, or receives a declared audio output on, are bound by
+        ``PeerTracks``; every other transceiver is made inactive."""
         by_mid = {entry.mid: entry for entry in mapping}
         names = {entry.name for entry in mapping if entry.kind == "video" and entry.direction == "recvonly"}
         bound = False
@@ -204,7 +219,7 @@ class Peer:
                 await transceiver.set_direction(rtc.TransceiverDirection.SendOnly)
                 await transceiver.set_send_bitrate(None, self._media.sender_cap)
                 bound = True
-            else:
+            elif not await self.tracks.bind(transceiver, entry):
                 await transceiver.set_direction(rtc.TransceiverDirection.Inactive)
         if not bound:
             _log.info("peer %d: the offer asks for no video the model sends (%s)", self.cid, list(mapping))
@@ -239,6 +254,9 @@ class Peer:
         channel.on_close(functools.partial(self._native_channel_closed, label))
         post_to_loop(self._loop, self._on_channel, label, channel)
 
+    def _native_track(self, kind: rtc.MediaKind, track: rtc.Track) -> None:
+        post_to_loop(self._loop, self.tracks.remote_track, kind, track)
+
     def _native_message(self, label: str, data: bytes, binary: bool) -> None:
         post_to_loop(self._loop, self._on_message, label, data, binary)
 
@@ -263,6 +281,8 @@ class Peer:
                     self.sender.start()
                 if self._options.ping_timeout > 0:
                     self._arm("liveness", self._liveness_interval(), self._check_alive)
+                if self.tracks.video_in:
+                    self._arm("decoders", _DECODER_WATCH_S, self._check_decoders)
         elif state == rtc.PeerConnectionState.Failed:
             self.drop("the connection failed (ICE or DTLS)")
         elif state == rtc.PeerConnectionState.Closed:
@@ -303,7 +323,14 @@ class Peer:
             if not self._paused:
                 self.sender.start()
 
+    def publish_refusal(self, name: str) -> str | None:
+        return self.tracks.publish_refusal(name)
+
     def track_verb(self, verb: wire.ResumeTrack | wire.PauseTrack) -> None:
+        if verb.name != self.video_track and self.tracks.track_verb(
+            verb.name, isinstance(verb, wire.ResumeTrack)
+        ):
+            return
         if verb.name != self.video_track:
             _log.info("peer %d: %s for unknown track %r ignored", self.cid, type(verb).__name__, verb.name)
             return
@@ -329,10 +356,17 @@ class Peer:
         else:
             self._arm("liveness", self._liveness_interval(), self._check_alive)
 
+    def _check_decoders(self) -> None:
+        self.tracks.check_decoders()
+        self._arm("decoders", _DECODER_WATCH_S, self._check_decoders)
+
     # -- HubClient (loop thread) -----------------------------------------------------------------------
 
     def on_packet(self, packet: _C.Packet) -> None:
         self.sender.push(packet)
+
+    def on_audio(self, chunk: AudioChunk) -> None:
+        self.tracks.on_audio(chunk, self.state == "connected")
 
     def on_message(self, message: dict[str, Any]) -> None:
         if message.get("type") == "message" and not self.closed:
@@ -372,6 +406,7 @@ class Peer:
         for task in list(self._tasks):
             task.cancel()
         self.messages.close()
+        self.tracks.close()
         self._gathered.set()
         self.sender.close()
         self._hub.detach(self._live, self)
@@ -388,6 +423,7 @@ class Peer:
         observer.on_ice_gathering_change = None
         observer.on_ice_candidate = None
         observer.on_data_channel = None
+        observer.on_track = None
         self.messages.release()
         self.sender.track.on_encoder_feedback(ignore)
         self.pc = None  # the last reference: libwebrtc closes the connection
@@ -420,37 +456,8 @@ class Peer:
             **self.messages.stats(),
             "candidates_refused": self.candidates_refused,
             "video": self.sender.stats(),
+            "media": self.tracks.stats(),
         }
-
-
-def outbound_stats(report: rtc.StatsReport) -> dict[str, Any]:
-    """The outbound video and the selected candidate pair of a peer's ``get_stats()`` report."""
-    out: dict[str, Any] = {}
-    for rtp in report.outbound_rtp:
-        if rtp.kind == rtc.StreamKind.Video:
-            packets = max(1, rtp.packets_sent)
-            out["video"] = {
-                "codec": rtp.codec_mime_type,
-                "target_bitrate_bps": rtp.target_bitrate_bps,
-                "frames_sent": rtp.frames_sent,
-                "bytes_sent": rtp.bytes_sent,
-                "packets_sent": rtp.packets_sent,
-                "retransmitted_packets": rtp.retransmitted_packets_sent,
-                "nack_count": rtp.nack_count,
-                "pli_count": rtp.pli_count,
-                "fir_count": rtp.fir_count,
-                "round_trip_time_ms": round(rtp.round_trip_time_s * 1000, 2),
-                "packet_send_delay_ms": round(rtp.total_packet_send_delay_s * 1000 / packets, 3),
-                "fraction_lost": rtp.fraction_lost,
-            }
-    for pair in report.candidate_pairs:
-        if pair.nominated:
-            out["candidate_pair"] = {
-                "local_type": str(pair.local_candidate_type).rsplit(".", 1)[-1].lower(),
-                "round_trip_time_ms": round(pair.current_round_trip_time_s * 1000, 2),
-                "available_outgoing_bitrate_bps": pair.available_outgoing_bitrate_bps,
-            }
-    return out
 
 
 def _rtc_configuration(options: WebRtcOptions) -> rtc.RtcConfiguration:

@@ -113,9 +113,10 @@ class WebRtcTransport:
     def _descriptor(self, live: LiveSession) -> dict[str, Any]:
         engine = self.hub.engine
         capabilities = dict(engine.capabilities())
-        default = engine.spec.default_track
-        # The hub fans out the default track only: that is the one track a client can receive.
-        capabilities["tracks"] = [t for t in capabilities.get("tracks", []) if t.get("name") == default]
+        # The hub fans out the default video track only: that is the one video a client can receive;
+        # the inputs (camera, microphone) and the audio outputs are all offered.
+        media = {engine.spec.default_track, *live.tracks.inputs, *live.tracks.audio_outputs}
+        capabilities["tracks"] = [t for t in capabilities.get("tracks", []) if t.get("name") in media]
         if capabilities.get("emission_fps") is None:
             capabilities.pop("emission_fps", None)
         return {
