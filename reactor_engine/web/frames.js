@@ -1,15 +1,17 @@
 // The WebSocket transport's frames (docs/protocol.md): the 88-byte header read, the JPEG, raw or
 // i420 payload drawn on the canvas. The newest frame wins: one that arrives while another is still
-// being drawn replaces any undrawn one (counted in state.missed).
+// being drawn replaces any undrawn one (counted in state.missed). Audio frames (pcm_s16le) go to
+// `onAudio(rate, channels, samples, trackIndex)` (sound.js).
 "use strict";
 
 (() => {
   const HEADER_SIZE = 88;
   const MAGIC = 0x4d524652; // "RFRM" read as a little-endian uint32
   const CODECS = { 1: "jpeg", 2: "raw", 3: "i420" };
+  const PCM_S16LE = 4;
 
   // A player drawing on `canvas`; it keeps the page's `state` (frame counts, size, server latency).
-  function player(canvas, context2d, state, log) {
+  function player(canvas, context2d, state, log, onAudio) {
     let pending = null; // the newest frame not yet drawn
     let drawing = false;
     let arrivals = []; // [time, bytes] of the frames of the last 2 s
@@ -18,6 +20,13 @@
       if (buffer.byteLength < HEADER_SIZE) return;
       const view = new DataView(buffer);
       if (view.getUint32(0, true) !== MAGIC) return;
+      if (view.getUint8(5) === PCM_S16LE) {
+        // width = sample rate, height = channels, payload = int16 little-endian, interleaved
+        const offset = view.getUint16(6, true);
+        const samples = new Int16Array(buffer.slice(offset, offset + (view.getUint32(24, true) & ~1)));
+        if (onAudio) onAudio(view.getUint32(16, true), view.getUint32(20, true), samples, view.getUint32(28, true));
+        return;
+      }
       const frame = {
         codec: CODECS[view.getUint8(5)],
         index: Number(view.getBigUint64(8, true)),

@@ -1,4 +1,4 @@
-// What the viewer shows around the stream: the stats bar, the stream's size fitted to the window (a
+// What the viewer shows around the stream: the WebRTC <video> (play), the stats bar, the stream's size fitted to the window (a
 // square or tall stream is scaled down so the stats bar stays on screen), and the mean colour of what
 // is on screen (the browser tests' pixel check).
 "use strict";
@@ -52,6 +52,22 @@
       return sum.map((v) => v / Math.max(1, n));
     }
 
+    // WebRTC: the output video track on the <video>; its presented frames counted until it is replaced.
+    function play(track) {
+      if (video.srcObject) return;
+      const stream = new MediaStream([track]);
+      video.srcObject = stream;
+      video.play().catch(() => {}); // muted + autoplay: allowed without a gesture
+      const onFrame = (now, metadata) => {
+        if (video.srcObject !== stream) return;
+        state.framesDrawn++;
+        state.width = metadata.width;
+        state.height = metadata.height;
+        video.requestVideoFrameCallback(onFrame);
+      };
+      if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+    }
+
     function update() {
       if (state.transport !== "webrtc") {
         const { fps, kbps } = frames.rates();
@@ -76,7 +92,7 @@
       fit();
     }
 
-    return { update, meanColor };
+    return { update, meanColor, play };
   }
 
   window.ReactorScreen = { create };

@@ -3,7 +3,8 @@
 // frames on a canvas); builds a control for every command of GET /schema (controls.js); shows codec,
 // fps, bitrate, RTT and latency. Protocol: docs/protocol.md. `?transport=websocket|webrtc` forces one.
 // It tells the truth about the model: a load failure or a session's end with its kind and when
-// (outcome.js), and only the command values the engine reports as current (controls.js).
+// (outcome.js), and only the command values the engine reports as current (controls.js). A model with
+// input tracks gets camera / microphone toggles (media.js); one with AudioOut tracks is heard (sound.js).
 "use strict";
 
 (() => {
@@ -64,7 +65,9 @@
   let ws = null;
   let rtc = null; // the WebRTC connection (webrtc.js) while one is live
   let rtcStats = null;
-  const frames = window.ReactorFrames.player(canvas, context2d, state, log); // WebSocket frames
+  const sound = window.ReactorSound.create(state, { button: $("sound-toggle"), audio: $("sound") }, log);
+  const media = window.ReactorMedia.create(state, { toggles: $("media-toggles"), status: $("media-status"), preview: $("preview") }, log);
+  const frames = window.ReactorFrames.player(canvas, context2d, state, log, sound.pushPcm); // WebSocket frames
   const screen = window.ReactorScreen.create(state, frames, canvas, video, context2d); // stats, fit, pixels
   let requestSeq = 0;
   // request_id -> {resolve, timer, command (over WebRTC: the reply is the model message of that type),
@@ -132,6 +135,7 @@
     clearInterval(pingTimer);
     clearInterval(statsTimer);
     settleAll({ code: "disconnected", message: "connection closed" });
+    detachMedia();
     setStatus(text, kind);
     state.sessionId = null;
     rtc = null;
@@ -153,6 +157,8 @@
       () => {}, // keep what is shown
     );
   }
+
+  const detachMedia = () => { media.detach(); sound.stop(); }; // the devices stay on for the next connection
 
   function syncControls(values) {
     state.commandState = values || null;
@@ -223,6 +229,7 @@
     setStatus("connecting over WebRTC…");
     rtc = await RTC.connect(url, descriptor, { track: showTrack, message: onRtcMessage, closed: onRtcClosed });
     state.connectionId = rtc.connectionId;
+    media.attachRtc(rtc);
     setTransport("webrtc");
     setStatus("live · session " + String(descriptor.session_id).slice(0, 8) + " · WebRTC", "live");
     $("stop").hidden = false;
@@ -233,19 +240,8 @@
   }
 
   function showTrack(name, track) {
-    if (video.srcObject) return; // the first output track is shown
-    const stream = new MediaStream([track]);
-    video.srcObject = stream;
-    video.play().catch(() => {}); // muted + autoplay: allowed without a gesture
-    // Frames presented, until this stream is replaced (a new connection starts its own count).
-    const onFrame = (now, metadata) => {
-      if (video.srcObject !== stream) return;
-      state.framesDrawn++;
-      state.width = metadata.width;
-      state.height = metadata.height;
-      video.requestVideoFrameCallback(onFrame);
-    };
-    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+    if (track.kind === "audio") sound.playTrack(name, track);
+    else screen.play(track); // the first output video track is shown
   }
 
   function onRtcMessage(message, channel) {
@@ -277,6 +273,7 @@
   async function onRtcClosed(reason) {
     const sessionId = state.sessionId;
     video.srcObject = null;
+    detachMedia();
     clearInterval(statsTimer);
     if (!stopping && sessionId && (await RTC.sessionAlive(url, sessionId))) {
       // The peer connection failed under a running session: keep watching it over the WebSocket.
@@ -297,6 +294,7 @@
     } catch (e) {
       return;
     }
+    sound.readStats(conn.pc).catch(() => {});
     const s = rtcStats;
     if (s.codec) state.codec = s.codec;
     document.documentElement.dataset.codec = state.codec || "";
@@ -362,6 +360,8 @@
     setStatus("connecting…");
     ws = new WebSocket(wsUrl("sessions/" + encodeURIComponent(sessionId) + "/ws"));
     ws.binaryType = "arraybuffer";
+    const socket = ws;
+    ws.onopen = () => media.attachWebSocket(socket); // the camera and microphone, if on, go out as frames
     ws.onmessage = (event) => {
       if (typeof event.data === "string") onText(event.data);
       else frames.push(event.data);
@@ -416,6 +416,7 @@
     try { message = JSON.parse(text); } catch (e) { log("unreadable message from the server", true); return; }
     switch (message.type) {
       case "hello":
+        if (Array.isArray(message.tracks)) media.useIndices(message.tracks); // the header's track numbers
         state.codec = message.codec;
         document.documentElement.dataset.codec = message.codec || "";
         setStatus("live · session " + message.session_id.slice(0, 8) + " · WebSocket", "live");
@@ -480,6 +481,8 @@
           $("model").textContent = body.model;
           document.title = body.model + " · reactor-engine";
           controls = window.ReactorControls.build($("controls"), body.commands || {}, request, log);
+          const tracks = (body.capabilities && body.capabilities.tracks) || [];
+          $("media").hidden = ![media.configure(tracks), sound.configure(tracks)].some(Boolean); // toggles, sound
           syncControls(body.command_state);
           break;
         }

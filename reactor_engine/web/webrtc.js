@@ -1,5 +1,7 @@
 // The viewer's WebRTC client: the Reactor local protocol's routes (the ones the SDKs use), one recvonly
-// video transceiver per output track, and the "data" and "control" channels in v0 JSON.
+// transceiver per output track (video, and audio for AudioOut), one sendonly transceiver per input track
+// the model declares (the camera, the microphone: no track on it until the user turns one on, then
+// replaceTrack + publish_track, no renegotiation), and the "data" and "control" channels in v0 JSON.
 // Loaded before viewer.js, which uses window.ReactorWebRTC and falls back to the WebSocket when it throws.
 "use strict";
 
@@ -11,6 +13,7 @@
   const DISCONNECTED_GRACE_MS = 4000; // a connection "disconnected" this long is given up // the server drops a peer that stays silent (js-sdk pings every 5 s)
   const START_ATTEMPTS = 600;
   const TERMINAL_STATES = /^(inactive|closed|ended|stopped|stopping|error)$/i;
+  const PUBLISH_TIMEOUT_MS = 3000; // the server answers publish_track at once; a silent one is an old server
 
   // A reason WebRTC cannot be used here; `code` says which (the viewer shows the message, tests read the code).
   class WebRtcUnavailable extends Error {
@@ -97,7 +100,8 @@
   }
 
   function preferVp8(transceiver) {
-    // VP8 first: the server sends pre-encoded VP8. The others stay listed so the offer is still ordinary.
+    // VP8 first: the server sends pre-encoded VP8 and decodes VP8 only. The others stay listed so the
+    // offer is still ordinary.
     if (!transceiver.setCodecPreferences || !window.RTCRtpReceiver || !RTCRtpReceiver.getCapabilities) return;
     const codecs = (RTCRtpReceiver.getCapabilities("video") || { codecs: [] }).codecs;
     const rank = (c) => (/vp8$/i.test(c.mimeType) ? 0 : 1);
@@ -168,8 +172,11 @@
       throw new WebRtcUnavailable("unsupported", "this browser has no RTCPeerConnection");
     }
     const capabilities = descriptor.capabilities || {};
-    const tracks = (capabilities.tracks || []).filter((t) => t.kind === "video" && t.direction === "recvonly");
+    const declared = (capabilities.tracks || []).filter((t) => t && (t.kind === "video" || t.kind === "audio"));
+    const tracks = declared.filter((t) => t.kind === "video" && t.direction === "recvonly");
     if (!tracks.length) throw new WebRtcUnavailable("no_tracks", "the session descriptor lists no video track");
+    // The model's audio (recvonly) and its inputs (sendonly: the client sends), in the declared order.
+    const others = declared.filter((t) => !(t.kind === "video" && t.direction === "recvonly"));
     const prefix = "sessions/" + encodeURIComponent(descriptor.session_id) + "/transport/webrtc/";
     const servers = await call(url, prefix + "ice_servers", "GET");
     if (servers.status !== 200) throw new WebRtcUnavailable("no_routes", "GET ice_servers: " + errorText(servers));
@@ -191,14 +198,36 @@
         preferVp8(transceiver);
         return { track, transceiver };
       });
+      const bound = [...receivers];
+      const inputs = {}; // name -> {kind, transceiver}: where a camera or microphone track goes
+      for (const track of others) {
+        const direction = track.direction === "sendonly" ? "sendonly" : "recvonly";
+        const transceiver = pc.addTransceiver(track.kind, { direction });
+        if (track.kind === "video") preferVp8(transceiver);
+        if (direction === "sendonly") inputs[track.name] = { kind: track.kind, transceiver };
+        bound.push({ track, transceiver });
+      }
       pc.ontrack = (event) => {
-        const bound = receivers.find((r) => r.transceiver === event.transceiver || r.transceiver.mid === event.transceiver.mid);
-        on.track(bound ? bound.track.name : tracks[0].name, event.track);
+        const entry = bound.find((r) => r.transceiver === event.transceiver || r.transceiver.mid === event.transceiver.mid);
+        if (entry && entry.track.direction === "sendonly") return; // our own input's m-line
+        const fallback = event.track.kind === "audio" ? null : tracks[0].name;
+        const name = entry ? entry.track.name : fallback;
+        if (name) on.track(name, event.track);
       };
       const data = pc.createDataChannel("data");
       const control = pc.createDataChannel("control");
+      const pending = new Map(); // publish_track request_id -> resolve
+      let requestSeq = 0;
       data.onmessage = (event) => { const m = parse(event.data); if (m) on.message(m, "data"); };
-      control.onmessage = (event) => { const m = parse(event.data); if (m) on.message(m, "control"); };
+      control.onmessage = (event) => {
+        const m = parse(event.data);
+        if (m && m.type === "response" && pending.has(m.request_id)) {
+          pending.get(m.request_id)(m);
+          pending.delete(m.request_id);
+        } else if (m) {
+          on.message(m, "control");
+        }
+      };
 
       const created = await call(url, prefix + "connections", "POST", {});
       if (created.status !== 201 && created.status !== 200) throw new WebRtcUnavailable("no_routes", "POST connections: " + errorText(created));
@@ -219,7 +248,9 @@
       await gathered(pc, GATHER_WAIT_MS);
       const offer = pc.localDescription.sdp;
       offerSent = true;
-      const trackMapping = receivers.map(({ track, transceiver }) => ({ mid: transceiver.mid, name: track.name, kind: "video", direction: "recvonly" }));
+      const trackMapping = bound.map(({ track, transceiver }) => ({
+        mid: transceiver.mid, name: track.name, kind: track.kind, direction: track.direction === "sendonly" ? "sendonly" : "recvonly",
+      }));
       const deadline = performance.now() + ANSWER_TIMEOUT_MS;
       const posted = await call(url, path + "sdp_params", "POST", {
         sdp_offer: offer,
@@ -232,8 +263,41 @@
       await opened(pc, [data, control], CONNECT_TIMEOUT_MS);
 
       // Runtime 3.x semantics: a peer with a control channel starts paused until it resumes each track.
-      for (const { track } of receivers) {
+      for (const { track } of bound) {
+        if (track.direction === "sendonly") continue;
         control.send(JSON.stringify({ type: "notification", event: "resume_track", data: { name: track.name } }));
+      }
+      const controlSend = (message) => {
+        if (control.readyState !== "open") return false;
+        control.send(JSON.stringify(message));
+        return true;
+      };
+      // An input track: ask the server to take it (publish_track), then put `media` on its transceiver.
+      // Resolves {ok: true} or {ok: false, code, message}; the track is not sent when refused.
+      async function publish(name, media) {
+        const input = inputs[name];
+        if (!input) return { ok: false, code: "not_declared", message: "the session declares no input " + JSON.stringify(name) };
+        const id = "publish-" + ++requestSeq;
+        const answer = new Promise((resolve) => {
+          pending.set(id, resolve);
+          setTimeout(() => { if (pending.delete(id)) resolve(null); }, PUBLISH_TIMEOUT_MS);
+        });
+        if (!controlSend({ type: "request", method: "publish_track", request_id: id, data: { name } })) {
+          pending.delete(id);
+          return { ok: false, code: "not_connected", message: "the control channel is closed" };
+        }
+        const response = await answer;
+        if (response && response.error) {
+          return { ok: false, code: response.error.code || "publish_refused", message: response.error.message || "refused" };
+        }
+        await input.transceiver.sender.replaceTrack(media);
+        return { ok: true, answered: Boolean(response) };
+      }
+      async function unpublish(name) {
+        const input = inputs[name];
+        if (!input) return;
+        await input.transceiver.sender.replaceTrack(null);
+        controlSend({ type: "notification", event: "unpublish_track", data: { name } });
       }
       const send = (message) => {
         if (data.readyState !== "open") return false;
@@ -254,7 +318,10 @@
         connectionId: cid,
         pc,
         trackNames: tracks.map((t) => t.name),
+        inputNames: Object.keys(inputs),
         mids: Object.fromEntries(trackMapping.map((m) => [m.name, m.mid])),
+        publish,
+        unpublish,
         // A v0 command: the application-scope envelope, fire-and-forget (no request id exists in v0).
         command: (type, payload) => send({ scope: "application", data: { type, data: payload } }),
         send,
