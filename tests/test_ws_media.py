@@ -120,6 +120,9 @@ def test_the_hello_lists_the_tracks_with_their_indices(stream):
     assert tracks["mic"]["direction"] == "sendonly" and tracks["mic"]["kind"] == "audio"
     assert tracks["voice"]["direction"] == "recvonly" and tracks["main_video"]["direction"] == "recvonly"
     assert [t["index"] for t in stream.hello["tracks"]] == list(range(len(tracks)))
+    # Audio tracks say the rate and channels they take (a client sends the microphone at that rate).
+    audio = [t for t in stream.hello["tracks"] if t["kind"] == "audio"]
+    assert audio and all(t["rate"] == 48000 and t["channels"] == 1 for t in audio), audio
     assert stream.hello["max_media_bytes"] == ENGINE["input_max_bytes"] + 88
 
 

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reactor_engine.runtimes.protocol import HEADER_SIZE, PROTOCOL_VERSION, FrameHeader
 from reactor_engine.transports.hub import HubError, end_of
-from reactor_engine.transports.inbound import MediaIn, MediaRefused
+from reactor_engine.transports.inbound import MediaIn, MediaRefused, TrackSlot
 from reactor_engine.transports.messages import json_kind, valid_request_id
 from reactor_engine.transports.web import BufferedClient, PerPacket, no_session, same_origin
 
@@ -133,10 +133,7 @@ class WebSocketTransport:
             "header_size": HEADER_SIZE,
             "max_message_bytes": self.max_message_bytes,
             "max_media_bytes": self.max_media_bytes,
-            "tracks": [
-                {"index": t.index, "name": t.name, "kind": t.kind, "direction": t.direction}
-                for t in live.tracks.slots
-            ],
+            "tracks": [_track_entry(live, t) for t in live.tracks.slots],
         }
         media = MediaIn(live.tracks)
         media.watch_decoders()
@@ -393,3 +390,15 @@ async def _refuse(websocket: WebSocket, code: int, error: str, message: str, **d
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
         await websocket.send_text(json.dumps({**_error(error, message), **detail}))
         await websocket.close(code, error)
+
+
+def _track_entry(live: LiveSession, slot: TrackSlot) -> dict[str, Any]:
+    """A track of the hello: its index for frame headers; audio tracks add the rate and channels they take."""
+    entry: dict[str, Any] = {
+        "index": slot.index, "name": slot.name, "kind": slot.kind, "direction": slot.direction,
+    }  # fmt: skip
+    running = live.tracks.inputs.get(slot.name) or live.tracks.audio_outputs.get(slot.name)
+    if slot.kind == "audio" and running is not None:
+        entry["rate"] = int(getattr(running, "rate", 0))
+        entry["channels"] = int(getattr(running, "channels", 1))
+    return entry

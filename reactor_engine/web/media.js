@@ -299,6 +299,7 @@
       for (const track of tracks) {
         const input = inputs.get(track.name);
         if (input && Number.isInteger(track.index)) input.index = track.index;
+        if (input && Number(track.rate) > 0) input.rate = Number(track.rate); // audio: the rate the track takes
       }
     }
 
