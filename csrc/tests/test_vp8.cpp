@@ -189,6 +189,9 @@ TEST(Outputs, ExtraOutputsStartDisabledAndCostNoEncode) {
   EXPECT_EQ(encoder.output_counters(CodecKind::Raw).frames_encoded.load(), 0u);
   EXPECT_EQ(encoder.queue_for(CodecKind::Vp8)->size(), 0);
 
+  // The thread publishes frame 2's JPEG before it is done with the frame: enabling VP8 before it
+  // releases the slot would (rightly) give frame 2 a VP8 packet too.
+  ASSERT_TRUE(ring->wait_idle(2'000'000'000));
   encoder.set_output_enabled(CodecKind::Vp8, true);
   for (int i = 3; i < 6; ++i) {
     write_pattern(*ring, i);
