@@ -89,13 +89,19 @@ TEST(Encoder, CloseDoesNotHangWhenNobodyPops) {
 TEST(Encoder, StashesAnErrorAndRaisesItOnceAtTheNextCall) {
   auto ring = std::make_shared<FrameRing>(4, 8, 4, RingPolicy::Block);
   Encoder encoder(ring, std::make_unique<FailingCodec>(2), 4);
-  for (int i = 0; i < 4; ++i) write_value(*ring, static_cast<uint8_t>(i));
+  // Each write waits for the encoder, so the failure is raised by the call after it, not by a later write.
+  for (int i = 0; i < 2; ++i) write_value(*ring, static_cast<uint8_t>(i));
+  ASSERT_TRUE(ring->wait_idle(5'000'000'000));
+  write_value(*ring, 2);  // fails on the encoder thread
   EXPECT_THROW(encoder.flush(5'000'000'000), EncodeError);
-  ASSERT_TRUE(ring->wait_idle(5'000'000'000));  // flush raises as soon as frame 2 fails; frame 3 may still be encoding
   EXPECT_EQ(ring->stats().counters.encode_errors.load(), 1u);
-  EXPECT_EQ(ring->stats().counters.frames_encoded.load(), 3u);
+  EXPECT_EQ(ring->stats().counters.frames_encoded.load(), 2u);
   EXPECT_NO_THROW(encoder.check());  // raised once, then cleared
-  write_value(*ring, 2);             // fails again on the encoder thread; the consumer's next call raises it
+  write_value(*ring, 3);
+  ASSERT_TRUE(ring->wait_idle(5'000'000'000));
+  EXPECT_NO_THROW(encoder.check());
+  EXPECT_EQ(ring->stats().counters.frames_encoded.load(), 3u);
+  write_value(*ring, 2);  // fails again on the encoder thread; the consumer's next call raises it
   ASSERT_TRUE(ring->wait_idle(5'000'000'000));
   EXPECT_THROW(encoder.queue()->try_pop(), EncodeError);
   EXPECT_EQ(ring->stats().counters.encode_errors.load(), 2u);
