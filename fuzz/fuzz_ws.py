@@ -22,6 +22,7 @@ from reactor_engine.commands import CommandQueue
 from reactor_engine.engine import Engine
 from reactor_engine.transports.app import HttpApp
 from reactor_engine.transports.hub import LiveSession
+from reactor_engine.transports.inbound import TrackTable
 
 SESSION_ID = "fuzz-session"
 REPLY_TYPES = {"error", "reply", "pong", "capabilities"}
@@ -47,7 +48,7 @@ class _Session:
 ENGINE = Engine(FuzzModel, load=False)  # the spec and configs only: no core, no model thread
 RUNTIME = HttpApp(ENGINE)
 HUB = RUNTIME.hub
-LIVE = LiveSession(_Session(), "jpeg")  # type: ignore[arg-type]
+LIVE = LiveSession(_Session(), "jpeg", TrackTable(ENGINE))  # type: ignore[arg-type]
 # The session is this stub, with no packets to read: the hub finds it and registers no reader.
 HUB.live = lambda session_id: LIVE if session_id == SESSION_ID else None  # type: ignore[method-assign]
 HUB.attach = lambda live, client: None  # type: ignore[method-assign]
@@ -130,7 +131,15 @@ def TestOneInput(data: bytes) -> None:
         return
     assert texts[0]["type"] == "hello", texts[:1]
     replies = texts[1:]
-    assert len(replies) == len(incoming), (len(replies), len(incoming), incoming, replies)
+    # Every text message gets one reply; refused binary (media) messages get error reports, at most one
+    # per code per second, each with the count of refusals it stands for (the rest are counted in stats).
+    refusals = [r for r in replies if isinstance(r, dict) and r.get("type") == "error" and "count" in r]
+    answers = [r for r in replies if r not in refusals]
+    n_text = sum("text" in m for m in incoming)
+    n_binary = len(incoming) - n_text
+    assert len(answers) == n_text, (len(answers), n_text, incoming, replies)
+    assert (n_binary == 0) == (not refusals), (n_binary, refusals)
+    assert sum(r["count"] for r in refusals) <= n_binary, (n_binary, refusals)
     for reply in replies:
         assert isinstance(reply, dict), reply
         assert reply.get("type") in REPLY_TYPES, reply

@@ -244,12 +244,13 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
         )
     if args.insecure and args.auth_token is None and args.host not in LOOPBACK_HOSTS:
         _log.warning("binding %s with --insecure: anyone who can reach it may use it", args.host)
-    target = args.target or DEMO_TARGET
-    engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
-    _load_in_background(engine)
+    # Every option is checked before the model loads: a bad flag must not leave a load running at exit.
     options = HttpOptions(
         max_clients=args.max_clients, auth_token=args.auth_token, webrtc=_webrtc_options(args)
     )
+    target = args.target or DEMO_TARGET
+    engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
+    _load_in_background(engine)
     token_query = f"?token={args.auth_token}" if args.auth_token else ""
     try:
         serve(

@@ -215,6 +215,24 @@ def apply_overrides(
     return _apply(config, items, section, allow_new_keys)
 
 
+_MAX_DEPTH = 32  # levels of an override: its key's parts plus its value's nesting (configs nest a few)
+
+
+def _nesting(value: Any) -> int:
+    """How deep mappings and lists nest in ``value`` (0 for a scalar), without recursing."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (DictConfig, ListConfig)):  # already built by OmegaConf: not walked here
+            deepest = max(deepest, depth + 1)
+        elif isinstance(item, (Mapping, list, tuple)):
+            deepest = max(deepest, depth + 1)
+            if depth + 1 <= _MAX_DEPTH:  # deeper is refused anyway: stop looking
+                children = item.values() if isinstance(item, Mapping) else item
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _apply(
     config: DictConfig, items: list[tuple[str, Any, str | None]], section: str, allow_new_keys: bool
 ) -> DictConfig:
@@ -224,6 +242,12 @@ def _apply(
         parts = key.split(".")
         if not all(parts):
             raise ConfigError(f"{flag}: {key!r} has an empty part; keys are NAME or NAME.NAME...")
+        # OmegaConf recurses per level, so a deep key or value would hit Python's recursion limit.
+        if len(parts) + _nesting(value) > _MAX_DEPTH:
+            raise ConfigError(
+                f"{flag}: nested {len(parts) + _nesting(value)} levels deep (key and value); "
+                f"at most {_MAX_DEPTH} are taken"
+            )
         try:
             current = OmegaConf.select(
                 config, key, default=_ABSENT, throw_on_missing=False, throw_on_resolution_failure=False

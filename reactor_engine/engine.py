@@ -16,6 +16,7 @@ returns to ``ready`` if that thread ever returns) and ``closed``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -109,6 +110,10 @@ class Engine:
                 self._load_thread = threading.Thread(
                     target=self._load, name="reactor-model-load", daemon=True
                 )
+                # A process that exits while the model loads gives the load up to stop_grace to end
+                # first: a daemon thread still inside a native call (torch's, say) when the interpreter
+                # finalizes makes CPython 3.11 end it with a forced unwind, and the process aborts.
+                atexit.register(self._loaded.wait, self.config.stop_grace)
                 self._load_thread.start()
                 return
         self._load()

@@ -148,6 +148,13 @@ def config_finding(overrides: object, escapes: str) -> object:
             ["scale.x=1"], "accepted: a key under a float turns it into a mapping (no kind check)"
         ),
         config_finding(["scale..x=1"], "accepted: an empty key segment ('a..b', '.a', 'a.') replaces it"),
+        config_finding(
+            ["nothing." + ".".join(["a"] * 200) + "=1"], "RecursionError inside OmegaConf.update: a deep key"
+        ),
+        config_finding(
+            ["nothing=" + "{a: " * 300 + "1" + "}" * 300],
+            "RecursionError inside OmegaConf.update: a deep value",
+        ),
     ],
 )
 def test_found_config_model_override_is_a_config_error(overrides: list[str]) -> None:
