@@ -28,7 +28,7 @@ import reactor_webrtc as rtc
 
 from reactor_engine.errors import ReactorError
 from reactor_engine.transports.webrtc import wire
-from reactor_engine.transports.webrtc.channels import PeerChannels, ignore
+from reactor_engine.transports.webrtc.channels import PeerChannels
 from reactor_engine.transports.webrtc.media import (
     SessionMedia,
     VideoSender,
@@ -214,6 +214,7 @@ class Peer:
                 )
             if wanted:
                 await transceiver.set_codec_preferences([rtc.VideoCodec.Vp8])
+                assert self.sender.track is not None  # released only once the peer is closed
                 await transceiver.set_track(self.sender.track)
                 self.sender.attach(transceiver)
                 await transceiver.set_direction(rtc.TransceiverDirection.SendOnly)
@@ -425,7 +426,8 @@ class Peer:
         observer.on_data_channel = None
         observer.on_track = None
         self.messages.release()
-        self.sender.track.on_encoder_feedback(ignore)
+        self.sender.release()
+        self.tracks.release()
         self.pc = None  # the last reference: libwebrtc closes the connection
 
     # -- timers ----------------------------------------------------------------------------------------

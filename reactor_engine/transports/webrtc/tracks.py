@@ -108,7 +108,7 @@ class VideoReceiver:
         self._media = media
         self._errors = errors
         self.active = True  # False once the peer or its session is over: frames are no longer submitted
-        self.transform = rtc.FrameTransform(self.on_frame)
+        self.transform: rtc.FrameTransform | None = rtc.FrameTransform(self.on_frame)
         self._asked_at = -1e9
         self.frames = 0
         self.keyframes = 0
@@ -149,6 +149,12 @@ class VideoReceiver:
         else:
             frame.replace_data((TINY_KEY_FRAME if key else TINY_DELTA_FRAME) + tail)
         return rtc.FrameAction.Forward
+
+    def release(self) -> None:
+        """No more frames; the transform (which holds this receiver: a cycle through a native object)
+        is let go with the connection."""
+        self.active = False
+        self.transform = None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -215,19 +221,25 @@ class AudioSender:
 
     def __init__(self, cid: int, track: AudioOutputTrack) -> None:
         self.name = track.name
-        self.track = peer_connection_factory().create_audio_track_with_local_source(
+        self.track: rtc.Track | None = peer_connection_factory().create_audio_track_with_local_source(
             f"audio-{cid}-{track.name}"
         )
         self.paused = False
         self.chunks_pushed = 0
         self.chunks_skipped = 0
 
+    def release(self) -> None:
+        self.track = None  # libwebrtc's local-source track goes with its last reference
+
     def push(self, chunk: AudioChunk, connected: bool) -> None:
+        track = self.track
+        if track is None:
+            return
         if not connected or self.paused:
             self.chunks_skipped += 1
             return
         for pcm, capture_us in _blocks_of_10ms(chunk):
-            self.track.push_pcm(pcm, chunk.rate, chunk.channels, capture_us)
+            track.push_pcm(pcm, chunk.rate, chunk.channels, capture_us)
         self.chunks_pushed += 1
 
     def stats(self) -> dict[str, Any]:
@@ -305,6 +317,7 @@ class PeerTracks:
             receiver_v = VideoReceiver(track, MediaIn(self.table), self._error_post())  # type: ignore[arg-type]
             self.video_in[entry.name] = receiver_v
             await transceiver.set_codec_preferences([rtc.VideoCodec.Vp8])
+            assert receiver_v.transform is not None  # released only once the peer is closed
             transceiver.set_receiver_transform(receiver_v.transform)
             await transceiver.set_direction(rtc.TransceiverDirection.RecvOnly)
             return True
@@ -314,6 +327,7 @@ class PeerTracks:
                 return False
             sender = AudioSender(self.cid, output)
             self.audio_out[entry.name] = sender
+            assert sender.track is not None  # released only once the peer is closed
             await transceiver.set_track(sender.track)
             await transceiver.set_direction(rtc.TransceiverDirection.SendOnly)
             return True
@@ -398,6 +412,16 @@ class PeerTracks:
             receiver.active = False
         for audio in self.audio_in.values():
             audio.release()
+
+    def release(self) -> None:
+        """Drop this peer's native objects (after ``close``; the connection is being let go): the audio
+        tracks it was sent, the receiver transforms and the remote tracks; the counters stay."""
+        self.close()
+        for sender in self.audio_out.values():
+            sender.release()
+        for receiver in self.video_in.values():
+            receiver.release()
+        self._remote_audio.clear()
 
     def stats(self) -> dict[str, Any]:
         return {
