@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--insecure", action="store_true",
         help="allow a non-loopback --host without an access token: anyone who can reach it may use it",
     )  # fmt: skip
+    http.add_argument(
+        "--replicas", type=_positive_int, metavar="N",
+        help="serve N replicas (one engine each) behind one ingress on a local Ray Serve (the ray extra)",
+    )  # fmt: skip
+    http.add_argument(
+        "--replica-gpus", type=float, default=0.0, metavar="G", help="GPUs per replica (default: 0)"
+    )
     headless = run.add_argument_group("headless runtime")
     headless.add_argument("--output", metavar="DIR", help="folder for frames and stats.json (required)")
     headless.add_argument("--frames", type=_positive_int, metavar="N", help="end the session after N frames")
@@ -245,9 +252,14 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
     if args.insecure and args.auth_token is None and args.host not in LOOPBACK_HOSTS:
         _log.warning("binding %s with --insecure: anyone who can reach it may use it", args.host)
     # Every option is checked before the model loads: a bad flag must not leave a load running at exit.
-    options = HttpOptions(
-        max_clients=args.max_clients, auth_token=args.auth_token, webrtc=_webrtc_options(args)
-    )
+    from reactor_engine.transports.webrtc.options import from_flags
+
+    webrtc = from_flags(args.ice_server, args.udp_ports, args.advertise, args.cors_origin)
+    options = HttpOptions(max_clients=args.max_clients, auth_token=args.auth_token, webrtc=webrtc)
+    if args.replicas:  # scale-out: reactor_engine.serve (docs/scale-out.md)
+        from reactor_engine.serve.app import run_from_cli
+
+        return run_from_cli(args, args.target or DEMO_TARGET, overrides.model, engine_overrides, options)
     target = args.target or DEMO_TARGET
     engine = Engine(target, overrides.model, engine_overrides, config_file=args.config, load=False)
     _load_in_background(engine)
@@ -266,24 +278,6 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
         engine.close()
     _log.info("stopped")
     return 0
-
-
-def _webrtc_options(args: argparse.Namespace) -> Any:
-    """``WebRtcOptions`` from the flags, each defaulting to its environment variable."""
-    from reactor_engine.transports.webrtc import WebRtcOptions
-
-    ice = (
-        args.ice_server if args.ice_server is not None else os.environ.get("REACTOR_ICE_SERVERS", "").split()
-    )
-    cors = (
-        args.cors_origin
-        if args.cors_origin is not None
-        else os.environ.get("REACTOR_CORS_ORIGINS", "").split()
-    )
-    extra: dict[str, Any] = {"cors_origins": tuple(cors)} if cors else {}
-    if args.advertise:
-        extra["advertised_address"] = args.advertise
-    return WebRtcOptions.from_strings(ice_servers=ice, port_range=args.udp_ports, **extra)
 
 
 def _load_in_background(engine: Any) -> None:

@@ -146,10 +146,12 @@ def test_a_non_loopback_bind_without_a_token_is_refused_with_how_to_set_one(tmp_
 
 
 def test_webrtc_network_options_come_from_flags_or_the_environment(monkeypatch):
-    from reactor_engine.cli import _webrtc_options, build_parser
+    from reactor_engine.cli import build_parser
+    from reactor_engine.transports.webrtc.options import from_flags
 
     def options(*argv: str):
-        return _webrtc_options(build_parser().parse_args(["run", *argv]))
+        args = build_parser().parse_args(["run", *argv])
+        return from_flags(args.ice_server, args.udp_ports, args.advertise, args.cors_origin)
 
     monkeypatch.setenv("REACTOR_ICE_SERVERS", "stun:stun.example:3478 turn:turn.example:3478|me|pw")
     monkeypatch.setenv("REACTOR_CORS_ORIGINS", "https://app.example")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,3 +156,19 @@ def origin_allowed(origin: str, allowed: Sequence[str], own_host: str) -> bool:
         return True
     host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
     return f"{scheme}://{host}" in allowed
+
+
+def from_flags(
+    ice_servers: Sequence[str] | None,
+    port_range: str | None,
+    advertise: str | None,
+    cors: Sequence[str] | None,
+) -> WebRtcOptions:
+    """``WebRtcOptions`` from ``reactor-engine run``'s flags; a flag not given (``None``) takes its
+    environment variable (``REACTOR_ICE_SERVERS``, ``REACTOR_CORS_ORIGINS``: space-separated)."""
+    ice = ice_servers if ice_servers is not None else os.environ.get("REACTOR_ICE_SERVERS", "").split()
+    origins = cors if cors is not None else os.environ.get("REACTOR_CORS_ORIGINS", "").split()
+    extra: dict[str, Any] = {"cors_origins": tuple(origins)} if origins else {}
+    if advertise:
+        extra["advertised_address"] = advertise
+    return WebRtcOptions.from_strings(ice_servers=ice, port_range=port_range, **extra)
