@@ -20,6 +20,7 @@ from typing import Any
 from reactor_engine.config import CliOverrides, split_cli_overrides
 from reactor_engine.errors import ReactorError
 from reactor_engine.logs import configure_logging
+from reactor_engine.runtimes import exit_now_if_the_model_still_runs
 
 __all__ = ["DEMO_TARGET", "main"]
 
@@ -277,6 +278,7 @@ def _run(args: argparse.Namespace, overrides: CliOverrides) -> int:
     finally:
         engine.close()
     _log.info("stopped")
+    exit_now_if_the_model_still_runs(engine, 0)
     return 0
 
 
@@ -327,9 +329,11 @@ def _run_headless(args: argparse.Namespace, overrides: CliOverrides, engine_over
     engine.load()
     _log.info("model '%s' loaded in %.2f s", engine.name, time.monotonic() - started)
     try:
-        return run_headless(engine, options, sys.stdin, sys.stdout)
+        code = run_headless(engine, options, sys.stdin, sys.stdout)
     finally:
         engine.close()
+    exit_now_if_the_model_still_runs(engine, code)
+    return code
 
 
 class _UsageError(ReactorError, ValueError):

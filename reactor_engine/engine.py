@@ -232,6 +232,13 @@ class Engine:
         }
 
     @property
+    def model_thread_alive(self) -> bool:
+        """True while a session's ``start_session()`` still runs: a hung model (it ignored
+        ``should_stop()``) keeps its thread after ``close()``; a host about to exit may need to know."""
+        session = self._session
+        return session is not None and session._thread.is_alive()
+
+    @property
     def current_session(self) -> Session | None:
         """The running session, if any."""
         session = self._session
