@@ -134,3 +134,17 @@ def test_a_peer_that_vanishes_is_freed_after_the_ping_timeout(ns, srv):
     while srv.sockets() > before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert srv.sockets() <= before
+
+
+def test_a_peer_whose_channels_close_is_dropped_at_once_not_at_the_ping_timeout(ns, srv):
+    result = raw(ns, srv, "leave")
+    assert result["frames"] >= 5
+    sid = result["session_id"]
+    peers: list[dict] = []
+    for _ in range(40):  # bounded; the reason tells a drop on the channels from the 2 s ping timeout
+        peers = peer_stats(raw(ns, srv, "get", f"/sessions/{sid}/transport/webrtc/stats")["body"])
+        if peers and all(p["state"] == "closed" for p in peers):
+            break
+        time.sleep(0.05)
+    assert peers and all(p["state"] == "closed" for p in peers), peers
+    assert "closed its channels" in peers[0]["close_reason"], peers[0]["close_reason"]

@@ -390,6 +390,18 @@ async def vanish(base: str) -> dict[str, Any]:
     os._exit(0)
 
 
+async def leave(base: str) -> dict[str, Any]:
+    """Connect, get video, then close both channels (as a client that leaves does) and stay quiet."""
+    sid = await start_session(base)
+    peer = RawPeer(base, sid, keepalive=None)
+    await peer.connect()
+    peer.send("control", v1_control(resume_track=pb.ResumeTrack(name="main_video")))
+    frames = await peer.wait_frames(10)
+    for channel in peer.channels.values():
+        channel.close(0.5)
+    return {"session_id": sid, "frames": frames}
+
+
 async def get(base: str, path: str) -> dict[str, Any]:
     status, body = await ahttp("GET", f"{base}{path}")
     return {"status": status, "body": body}
@@ -407,6 +419,7 @@ SCENARIOS: dict[str, Callable[..., Coroutine[Any, Any, dict[str, Any]]]] = {
     "never_connects": never_connects,
     "too_many": too_many,
     "vanish": vanish,
+    "leave": leave,
     "session_end": session_end,
     "get": get,
     "post": post,

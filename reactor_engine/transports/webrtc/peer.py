@@ -123,6 +123,7 @@ class Peer:
             lambda code: refused("webrtc", code).inc(),
         )
         self.local_candidates: list[rtc.IceCandidate] = []
+        self._channels_closed: set[str] = set()
         self.remote_description_set = False
         self._gathered = asyncio.Event()
         # None: not known yet; True: paused until resume_track (control channel or v1); False: js-sdk 2.9.
@@ -302,8 +303,14 @@ class Peer:
             self.messages.receive(label, data, binary)
 
     def _on_channel_closed(self, label: str) -> None:
-        if not self.closed and label in self.messages.channels:
-            _log.info("peer %d: its %s channel closed", self.cid, label)
+        if self.closed or label not in self.messages.channels:
+            return
+        self._channels_closed.add(label)
+        _log.info("peer %d: its %s channel closed", self.cid, label)
+        if self._channels_closed >= set(self.messages.channels):
+            # Every channel it opened is gone (it closed its connection or them): the client has left.
+            # Dropped now rather than at the ping timeout, so no frames are pushed to it meanwhile.
+            self.drop(f"the client closed its channels ({', '.join(sorted(self._channels_closed))})")
 
     # -- video gating (TrackControl, for the channels) -----------------------------------------------
 
