@@ -397,42 +397,14 @@ def _capabilities(args: argparse.Namespace, overrides: CliOverrides) -> int:
 # -- info --------------------------------------------------------------------------------------------
 
 
-def collect_info() -> dict[str, Any]:
-    """Version, native build features, run-time CUDA and pinning, and GPU telemetry."""
-    from importlib import metadata
-
-    from reactor_engine import _C, __version__
-    from reactor_engine.telemetry import gpu_telemetry
-
-    build = dict(_C.build_info())
-    try:
-        with _C.HostArena(1 << 20) as arena:  # what pinning this process achieves
-            pinning = {"pinning": arena.pinning, "cuda": arena.cuda, "hugepages": arena.hugepages}
-    except ReactorError as exc:
-        pinning = {"pinning": f"none: {exc}"}
-    packages: dict[str, str | None] = {}
-    for package in ("torch", "numpy", "starlette", "uvicorn", "nvidia-ml-py"):
-        try:
-            packages[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            packages[package] = None
-    return {
-        "version": __version__,
-        "python": sys.version.split()[0],
-        "build": build,
-        "cuda_runtime": _C.cuda_status(),
-        "host_memory": pinning,
-        "packages": packages,
-        "gpu": gpu_telemetry().as_dict(),
-    }
-
-
 def _info(args: argparse.Namespace, overrides: CliOverrides) -> int:
     if args.engine_defaults:
         from reactor_engine.config import DEFAULT_ENGINE_CONFIG
 
         print(DEFAULT_ENGINE_CONFIG.read_text(encoding="utf-8"), end="")
         return 0
+    from reactor_engine.info import collect_info
+
     info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from reactor_engine.commands import CommandState, command_state
 from reactor_engine.errors import (
     ClosedError,
-    CommandError,
     EncodeError,
     EngineBusy,
     ReactorError,
@@ -36,6 +35,7 @@ from reactor_engine.errors import (
     StateError,
 )
 from reactor_engine.transports.audio import AudioFanOut
+from reactor_engine.transports.dispatch import run_command
 from reactor_engine.transports.errors import (
     CodecUnavailable,
     CommandRejected,
@@ -312,40 +312,9 @@ class SessionHub:
         """Apply a command; the handler's return value. ``CommandRejected`` (its ``code``:
         ``unknown_command``, ``invalid_arguments`` naming each failing field, ``command_failed`` without
         the handler's internal text, ``session_ended``) or ``CommandTimeout``."""
-        known = name in self.engine.spec.commands
-        label = name if known else "_unknown"
-        count = self.metrics.commands.labels
-        if data is not None and not isinstance(data, dict):
-            count(label, "invalid").inc()
-            raise CommandRejected(f'"data" must be an object of arguments; got {json_kind(data)}')
-        if not known:
-            count(label, "unknown").inc()
-            commands = ", ".join(sorted(self.engine.spec.commands)) or "none"
-            raise CommandRejected(
-                f"unknown command {name!r}; this model takes: {commands}", code="unknown_command"
-            )
-        session = live.session
-        try:
-            future = session.submit_command(name, data)
-        except CommandError as exc:
-            outcome, code = ("ended", "session_ended") if session.ended else ("invalid", "invalid_arguments")
-            count(label, outcome).inc()
-            raise CommandRejected(str(exc), code=code) from None
-        timeout = self.options.command_timeout
-        try:
-            result = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except TimeoutError:
-            count(label, "timeout").inc()
-            raise CommandTimeout(
-                f"command {name!r} was not applied within {timeout} s "
-                f"(the model has not reached a poll point)"
-            ) from None
-        except CommandError as exc:  # the handler failed; the message never holds its internal text
-            outcome, code = ("ended", "session_ended") if session.ended else ("failed", "command_failed")
-            count(label, outcome).inc()
-            raise CommandRejected(str(exc), code=code) from None
-        count(label, "ok").inc()
-        return result
+        return await run_command(
+            live.session, name, data, self.engine.spec.commands, self.metrics, self.options.command_timeout
+        )
 
     # -- packets -------------------------------------------------------------------------------------------
 
