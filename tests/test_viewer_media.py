@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from http_helpers import viewer_url
-from netns import NetNs, NetNsUnavailable
+from netns import NetNs
 from test_viewer import (
     CHROMEDRIVER,
     CHROMIUM,
@@ -29,7 +29,12 @@ from test_viewer import (
     wait_for,
 )
 from test_viewer import browser as chromium  # noqa: F401 - a fixture: headless Chromium (no namespace)
-from test_viewer_webrtc import CHROMIUM_FLAGS, NO_RTCPEERCONNECTION, inside
+from test_viewer_webrtc import (
+    CHROMIUM_FLAGS,
+    NO_RTCPEERCONNECTION,
+    inside,
+    namespace,  # noqa: F401 - a fixture: a fresh network namespace
+)
 
 MEDIA_FLAGS = (
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -61,19 +66,7 @@ return out;
 
 
 @pytest.fixture
-def namespace() -> Iterator[NetNs]:
-    try:
-        ns = NetNs().create()
-    except NetNsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield ns
-    finally:
-        ns.close()
-
-
-@pytest.fixture
-def webcam_server(namespace: NetNs) -> Iterator[str]:
+def webcam_server(namespace: NetNs) -> Iterator[str]:  # noqa: F811
     """`reactor-engine run examples/webcam_effect` inside the namespace; yields the viewer's URL."""
     missing = _browser_missing()
     if missing:
@@ -88,7 +81,7 @@ def webcam_server(namespace: NetNs) -> Iterator[str]:
 
 
 @pytest.fixture
-def media_browser(namespace: NetNs, webcam_server: str, tmp_path):
+def media_browser(namespace: NetNs, webcam_server: str, tmp_path):  # noqa: F811
     """Chromium with fake devices, started from and driven from inside the namespace."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
