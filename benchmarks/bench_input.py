@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import threading
 import time
@@ -135,9 +133,9 @@ def loop_rate(ring: Any, seconds: float) -> float:
 
 def machine() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from report import cpu_name
+    from report import machine_line  # imported late: report pulls in the engine
 
-    return f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return machine_line()
 
 
 def ms(ns: float) -> float:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -130,9 +128,9 @@ def summary(ns: list[int], skip: int) -> dict[str, float]:
 
 def machine() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from report import cpu_name
+    from report import machine_line  # imported late: report pulls in the engine
 
-    return f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return machine_line()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,9 @@ RATIOS: list[tuple[str, float, str]] = []
 
 
 def machine() -> str:
-    from report import cpu_name  # imported late: report pulls in the engine
+    from report import machine_line  # imported late: report pulls in the engine
 
-    return f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return machine_line()
 
 
 def record(benchmark: Any, name: str) -> dict[str, float]:

@@ -27,6 +27,11 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def machine_line() -> str:
+    """The one-line machine description every benchmark prints beside its figures."""
+    return f"{platform.node()}: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
 def machine() -> dict[str, Any]:
     cpu = cpu_name()
     try:
