@@ -18,36 +18,29 @@ import time
 from typing import Any
 
 import numpy as np
+import webrtc_model  # the index stamp, shared with the video-out tests (this folder is on sys.path)
 
 from reactor_engine import AudioIn, AudioOut, VideoIn, VideoModel, VideoOut, command, get_ctx, model
 
 WIDTH, HEIGHT = 320, 240
-INDEX_BITS = 16
 TONE_HZ = 440.0
 AUDIO_RATE = 48000
 AUDIO_LEAD_S = 0.06
 BODY = (200, 60, 30)  # the colour clients paint their frames; the model's output shows its inverse
 
 
+def _rows(height: int) -> int:
+    return max(16, height // 8)  # taller than webrtc_model's default: VP8 at 320x240 blurs thin bands
+
+
 def paint_index(frame: np.ndarray, index: int) -> None:
     """The low 16 bits of ``index`` as black/white blocks across the top rows of the frame (MSB first)."""
-    height, width = frame.shape[:2]
-    block, rows = width // INDEX_BITS, max(16, height // 8)
-    for bit in range(INDEX_BITS):
-        on = (index >> (INDEX_BITS - 1 - bit)) & 1
-        frame[:rows, bit * block : (bit + 1) * block] = 255 if on else 0
+    webrtc_model.paint_index(frame, index, _rows(frame.shape[0]))
 
 
 def read_index(rgb: np.ndarray) -> int:
     """The index ``paint_index`` wrote, read back from a decoded (H, W, 3) frame."""
-    height, width = rgb.shape[:2]
-    block = width // INDEX_BITS
-    row = rgb[max(16, height // 8) // 2]
-    value = 0
-    for bit in range(INDEX_BITS):
-        x = int((bit + 0.5) * block)
-        value = (value << 1) | int(row[x].mean() > 127)
-    return value
+    return webrtc_model.read_index(rgb, _rows(rgb.shape[0]))
 
 
 def client_frame(index: int, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:

@@ -18,20 +18,21 @@ WIDTH, HEIGHT, FPS = 1280, 720, 30
 INDEX_BITS = 16
 
 
-def paint_index(frame: np.ndarray, index: int) -> None:
-    """The low 16 bits of ``index`` as black/white blocks across the top 1/24 of the frame (MSB first)."""
+def paint_index(frame: np.ndarray, index: int, rows: int | None = None) -> None:
+    """The low 16 bits of ``index`` as black/white blocks across the top ``rows`` rows of the frame (MSB
+    first; by default the top 1/24, at least 8 rows)."""
     height, width = frame.shape[:2]
-    block, rows = width // INDEX_BITS, max(8, height // 24)
+    block, rows = width // INDEX_BITS, rows or max(8, height // 24)
     for bit in range(INDEX_BITS):
         on = (index >> (INDEX_BITS - 1 - bit)) & 1
         frame[:rows, bit * block : (bit + 1) * block] = 255 if on else 0
 
 
-def read_index(rgb: np.ndarray) -> int:
-    """The index ``paint_index`` wrote, read back from a decoded (H, W, 3) frame."""
+def read_index(rgb: np.ndarray, rows: int | None = None) -> int:
+    """The index ``paint_index`` wrote (with the same ``rows``), read back from a decoded (H, W, 3) frame."""
     height, width = rgb.shape[:2]
     block = width // INDEX_BITS
-    row = rgb[max(8, height // 24) // 2]
+    row = rgb[(rows or max(8, height // 24)) // 2]
     value = 0
     for bit in range(INDEX_BITS):
         x = int((bit + 0.5) * block)
