@@ -148,3 +148,33 @@ def test_a_peer_whose_channels_close_is_dropped_at_once_not_at_the_ping_timeout(
         time.sleep(0.05)
     assert peers and all(p["state"] == "closed" for p in peers), peers
     assert "closed its channels" in peers[0]["close_reason"], peers[0]["close_reason"]
+
+
+@pytest.fixture(scope="module")
+def patient(ns: NetNs) -> Iterator[Server]:
+    """A server whose ping timeout is long, so libwebrtc's own disconnect is seen before the drop."""
+    with server(ns, port=8081, webrtc={**OPTIONS, "ping_timeout": 120.0}, model_config=SMALL) as running:
+        yield running
+
+
+def test_a_vanished_peer_gets_no_more_media_once_libwebrtc_reports_the_link_down(ns, patient):
+    result = raw(ns, patient, "vanish")
+    sid = result["session_id"]
+    path = f"/sessions/{sid}/transport/webrtc/stats"
+    try:
+        peers: list[dict] = []
+        for _ in range(60):  # bounded: ICE reports the link down ~2.5-5 s after the last packet
+            peers = peer_stats(raw(ns, patient, "get", path)["body"])
+            if peers and peers[0]["state"] == "disconnected":
+                break
+            time.sleep(0.5)
+        assert peers and peers[0]["state"] == "disconnected", peers
+        assert peers[0]["disconnects"] == 1 and peers[0]["paused"] is True
+        pushed = peers[0]["video"]["frames_pushed"]
+        assert pushed >= 5  # it was streaming when it vanished
+        time.sleep(1.0)  # 30 frames at the model's rate: none may be pushed to the vanished client
+        later = peer_stats(raw(ns, patient, "get", path)["body"])[0]
+        assert later["state"] == "disconnected" and later["video"]["frames_pushed"] == pushed, later
+        assert "disconnected: its media pauses" in patient.log(200)
+    finally:
+        raw(ns, patient, "post", "/stop_session")

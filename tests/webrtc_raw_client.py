@@ -381,11 +381,13 @@ async def session_end(base: str) -> dict[str, Any]:
 
 
 async def vanish(base: str) -> dict[str, Any]:
-    """Connect, then die without closing anything (the process exits at once)."""
+    """Connect, get video, then die without closing anything (the process exits at once)."""
     sid = await start_session(base)
     peer = RawPeer(base, sid, keepalive=None)
     await peer.connect()
     peer.send("control", v1_control(ping=pb.Ping()))
+    peer.send("control", v1_control(resume_track=pb.ResumeTrack(name="main_video")))
+    await peer.wait_frames(5)
     print("RESULT " + json.dumps({"session_id": sid, "connected": True}), flush=True)
     os._exit(0)
 

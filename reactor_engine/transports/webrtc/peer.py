@@ -49,7 +49,7 @@ __all__ = ["NegotiationError", "Peer", "TrackMapping", "outbound_stats"]
 
 _log = logging.getLogger("reactor_engine.webrtc")
 
-PeerState = Literal["new", "negotiating", "answered", "connected", "closed"]
+PeerState = Literal["new", "negotiating", "answered", "connected", "disconnected", "closed"]
 _SESSION_ENDED_DRAIN_S = 1.0
 _DECODER_WATCH_S = 0.5  # how often the decoders of the client's video are checked for errors
 
@@ -108,6 +108,8 @@ class Peer:
             _rtc_configuration(options), observer
         )
         self.state: PeerState = "new"
+        self.disconnects = 0  # times libwebrtc reported the link down (media paused meanwhile)
+        self._disconnected_at = 0.0
         self.close_reason = ""
         self.created = time.monotonic()
         self.connected_at: float | None = None
@@ -271,7 +273,9 @@ class Peer:
         if self.closed:
             return
         if state == rtc.PeerConnectionState.Connected:
-            if self.state != "connected":
+            if self.state == "disconnected":
+                self._link_up()
+            elif self.state != "connected":
                 self.state = "connected"
                 self.connected_at = time.monotonic()
                 self.last_heard = self.connected_at
@@ -289,10 +293,29 @@ class Peer:
             self.drop("the connection failed (ICE or DTLS)")
         elif state == rtc.PeerConnectionState.Closed:
             self.drop("closed by the client")
-        elif state == rtc.PeerConnectionState.Disconnected:
-            _log.info(
-                "peer %d disconnected; dropped after %g s of silence", self.cid, self._options.ping_timeout
-            )
+        elif state == rtc.PeerConnectionState.Disconnected and self.state == "connected":
+            self._link_down()
+
+    def _link_down(self) -> None:
+        """libwebrtc heard nothing from the client for a while (ICE: ~2.5 s): its video and audio stop
+        until the link is back, instead of being pushed to a client that may be gone until the ping
+        timeout drops it (each 720p frame pushed meanwhile cost memory: the soak's RSS growth)."""
+        self.state = "disconnected"
+        self._disconnected_at = time.monotonic()
+        self.sender.stop()
+        self.disconnects += 1
+        _log.info(
+            "peer %d disconnected: its media pauses; dropped after %g s of silence",
+            self.cid, self._options.ping_timeout,
+        )  # fmt: skip
+
+    def _link_up(self) -> None:
+        """The link is back (ICE reconnected): media resumes from a key frame where it was flowing."""
+        self.state = "connected"
+        down = time.monotonic() - self._disconnected_at
+        _log.info("peer %d reconnected after %.1f s", self.cid, down)
+        if self._resumed or (self._gated is False and not self._paused):
+            self.sender.start()
 
     def _on_channel(self, label: str, channel: rtc.DataChannel) -> None:
         self.messages.add(label, channel)
@@ -461,6 +484,7 @@ class Peer:
             "state": self.state,
             "close_reason": self.close_reason,
             "paused": not self.sender.sending,
+            "disconnects": self.disconnects,
             "connect_s": None if self.connected_at is None else round(self.connected_at - self.created, 4),
             **self.messages.stats(),
             "candidates_refused": self.candidates_refused,
