@@ -1,4 +1,4 @@
-// Codec implementations; every TurboJPEG handle is owned by a unique_ptr with tjDestroy as deleter.
+// Codec implementations: raw, I420 (TurboJPEG), JPEG (JpegEncoder.h), and the TurboJPEG handle owner.
 #include "core/Codec.h"
 
 #include <turbojpeg.h>
@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/Error.h"
+#include "core/JpegEncoder.h"
 #include "core/Vp8Codec.h"
 
 namespace reactor {
@@ -26,16 +27,6 @@ void check_bitrate(int64_t bps) {
 }
 
 namespace {
-
-int tj_subsampling(Subsampling subsampling) {
-  switch (subsampling) {
-    case Subsampling::S444: return TJSAMP_444;
-    case Subsampling::S422: return TJSAMP_422;
-    case Subsampling::S420: return TJSAMP_420;
-    case Subsampling::Gray: return TJSAMP_GRAY;
-  }
-  return TJSAMP_420;
-}
 
 class RawCodec final : public FrameCodec {
  public:
@@ -76,26 +67,17 @@ class I420Codec final : public FrameCodec {
 
 class JpegCodec final : public FrameCodec {
  public:
-  JpegCodec(int quality, Subsampling subsampling)
-      : handle_(make_tj_compressor()), quality_(quality), subsampling_(tj_subsampling(subsampling)) {}
+  JpegCodec(int quality, Subsampling subsampling) : encoder_(quality, subsampling) {}
   CodecKind kind() const override { return CodecKind::Jpeg; }
-  size_t max_bytes(int64_t w, int64_t h) const override {
-    return tjBufSize(static_cast<int>(w), static_cast<int>(h), subsampling_);
-  }
+  size_t max_bytes(int64_t w, int64_t h) const override { return encoder_.max_bytes(w, h); }
+  void reserve(int64_t max_width, int64_t max_height) override { encoder_.reserve(max_width, max_height); }
   EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
                       size_t capacity) override {
-    unsigned char* out = dst;
-    unsigned long size = capacity;  // NOLINT(runtime/int): TurboJPEG's own type
-    const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out, &size,
-                               subsampling_, quality_, TJFLAG_NOREALLOC);
-    RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ", tjGetErrorStr2(handle_.get()));
-    return {static_cast<size_t>(size), true};
+    return {encoder_.encode(rgb, w, h, dst, capacity), true};
   }
 
  private:
-  UniqueTjHandle handle_;
-  int quality_;
-  int subsampling_;
+  JpegEncoder encoder_;
 };
 
 }  // namespace
@@ -131,10 +113,7 @@ std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
   switch (options.kind) {
     case CodecKind::Raw: return std::make_unique<RawCodec>();
     case CodecKind::I420: return std::make_unique<I420Codec>();
-    case CodecKind::Jpeg:
-      RE_CHECK(options.quality >= 1 && options.quality <= 100, InvalidArgument,
-               "JPEG quality must be between 1 and 100, got ", options.quality);
-      return std::make_unique<JpegCodec>(options.quality, options.subsampling);
+    case CodecKind::Jpeg: return std::make_unique<JpegCodec>(options.quality, options.subsampling);
     case CodecKind::Vp8: return make_vp8_codec(options);
   }
   RE_THROW(InvalidArgument, "unknown codec");

@@ -1,4 +1,4 @@
-// Frame codecs of the encoder thread: raw RGB24, I420, JPEG (libjpeg-turbo's TurboJPEG) and VP8 (libvpx).
+// Frame codecs of the encoder thread: raw RGB24, I420, JPEG (libjpeg-turbo) and VP8 (libvpx).
 #pragma once
 
 #include <cstddef>
@@ -34,7 +34,7 @@ struct EncodedFrame {
 };
 
 // Note: a codec instance belongs to the encoder thread alone; it holds its library handles and
-// writes into the caller's preallocated buffer (TJFLAG_NOREALLOC; VP8 copies libvpx's packet), so
+// writes into the caller's preallocated buffer (JpegEncoder.h; VP8 copies libvpx's packet), so
 // encoding never allocates in our code. reserve() runs once, at the encoder's construction.
 class FrameCodec {
  public:
