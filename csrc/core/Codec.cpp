@@ -1,4 +1,4 @@
-// Codec implementations: raw, I420 (TurboJPEG), JPEG (JpegEncoder.h), and the TurboJPEG handle owner.
+// Codec implementations: raw, I420 (I420.h), JPEG (JpegEncoder.h), and the TurboJPEG handle owner VP8 uses.
 #include "core/Codec.h"
 
 #include <turbojpeg.h>
@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/Error.h"
+#include "core/I420.h"
 #include "core/JpegEncoder.h"
 #include "core/Vp8Codec.h"
 
@@ -41,28 +42,20 @@ class RawCodec final : public FrameCodec {
   }
 };
 
-// Planar Y, U, V at 4:2:0 with no row padding: w*h*3/2 bytes for even sizes. Note: as libjpeg-turbo
-// lays planes out, an odd width or height pads the luma plane to the next even size.
+// Planar Y, U, V at 4:2:0 in JPEG's full range with no row padding: w*h*3/2 bytes for even sizes
+// (an odd width or height pads the luma plane to the next even size, as libjpeg-turbo lays it out).
 class I420Codec final : public FrameCodec {
  public:
-  I420Codec() : handle_(make_tj_compressor()) {}
   CodecKind kind() const override { return CodecKind::I420; }
-  size_t max_bytes(int64_t w, int64_t h) const override {
-    return tjBufSizeYUV2(static_cast<int>(w), 1, static_cast<int>(h), TJSAMP_420);
-  }
+  size_t max_bytes(int64_t w, int64_t h) const override { return i420_layout(w, h).packed_bytes(); }
   EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
                       size_t capacity) override {
-    const size_t bytes = max_bytes(w, h);
+    const I420Layout layout = i420_layout(w, h);
+    const size_t bytes = layout.packed_bytes();
     RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
-    const int rc =
-        tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst, 1, TJSAMP_420, 0);
-    RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h,
-             " frame failed: ", tjGetErrorStr2(handle_.get()));
+    rgb_to_jfif_i420(rgb, w, h, packed_i420_planes(dst, layout));
     return {bytes, true};
   }
-
- private:
-  UniqueTjHandle handle_;
 };
 
 class JpegCodec final : public FrameCodec {
