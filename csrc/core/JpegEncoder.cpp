@@ -155,10 +155,12 @@ struct JpegCompressor {
   JpegCompressor(const JpegCompressor&) = delete;
   JpegCompressor& operator=(const JpegCompressor&) = delete;
 
-  bool create(int quality, Subsampling subsampling);
+  bool create();  // sets libjpeg up for quality and subsampling
   bool compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION height, uint8_t* dst, size_t capacity);
   void install_memory_methods();
 
+  int quality = 0;
+  Subsampling subsampling = Subsampling::S420;
   jpeg_compress_struct cinfo{};
   JpegErrorManager error{};
   JpegDestination dest{};
@@ -368,8 +370,9 @@ void JpegCompressor::install_memory_methods() {
 }
 
 // A setjmp frame (as compress() below): a libjpeg error longjmps back here past C frames and our
-// callbacks, none of which owns anything; nothing in this function has a destructor.
-bool JpegCompressor::create(int quality, Subsampling subsampling) {
+// callbacks, none of which owns anything; nothing in this function has a destructor. (Its settings
+// come from members, not parameters, which gcc's -Wclobbered would flag across the setjmp.)
+bool JpegCompressor::create() {
   cinfo.err = jpeg_std_error(&error.pub);
   error.pub.error_exit = error_exit;
   error.pub.output_message = output_message;
@@ -428,8 +431,10 @@ bool JpegCompressor::compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION h
 JpegEncoder::JpegEncoder(int quality, Subsampling subsampling)
     : subsampling_(subsampling), state_(std::make_unique<detail::JpegCompressor>()) {
   RE_CHECK(quality >= 1 && quality <= 100, InvalidArgument, "JPEG quality must be between 1 and 100, got ", quality);
-  RE_CHECK(state_->create(quality, subsampling), EncodeError, "cannot set up a JPEG compressor (quality ", quality,
-           ", subsampling ", subsampling_name(subsampling), "): ", state_->error.message);
+  state_->quality = quality;
+  state_->subsampling = subsampling;
+  RE_CHECK(state_->create(), EncodeError, "cannot set up a JPEG compressor (quality ", quality, ", subsampling ",
+           subsampling_name(subsampling), "): ", state_->error.message);
 }
 
 JpegEncoder::~JpegEncoder() = default;
