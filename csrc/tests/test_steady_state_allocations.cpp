@@ -50,6 +50,9 @@ void on_free(const volatile void* p) {
   if (p != nullptr) count_libc_call();
 }
 const bool hooks_installed = __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free) != 0;
+// Note: the hooks see malloc and free exactly, realloc as a new block and a free, and (TSan in
+// gcc 12) not posix_memalign at all: a lower bound there, the exact count in the normal build.
+constexpr bool kExactLibcCounts = false;
 }  // namespace
 #else
 // glibc's malloc family, replaced as its manual allows: each counts, then forwards to glibc's own
@@ -104,6 +107,7 @@ void* pvalloc(size_t size) {
 }  // extern "C"
 namespace {
 const bool hooks_installed = true;
+constexpr bool kExactLibcCounts = true;
 }  // namespace
 #endif
 
@@ -271,14 +275,16 @@ TEST(SteadyState, TheCountersSeeAllocations) {
     void* volatile p = std::malloc(64);
     EXPECT_EQ(calls(), 1);
     p = std::realloc(p, 4096);
-    EXPECT_GE(calls(), 1);  // 2 under a sanitizer: its hooks see a new block and a free
+    EXPECT_EQ(calls(), kExactLibcCounts ? 1 : 2);
     std::free(p);
     EXPECT_EQ(calls(), 1);
-    void* aligned = nullptr;
-    ASSERT_EQ(posix_memalign(&aligned, 64, 256), 0);
-    EXPECT_EQ(calls(), 1);
-    std::free(aligned);
-    EXPECT_EQ(calls(), 1);
+    if (kExactLibcCounts) {
+      void* aligned = nullptr;
+      ASSERT_EQ(posix_memalign(&aligned, 64, 256), 0);
+      EXPECT_EQ(calls(), 1);
+      std::free(aligned);
+      EXPECT_EQ(calls(), 1);
+    }
   });
   other.join();
 }
