@@ -203,12 +203,14 @@ TEST(SteadyState, JpegFramesMakeNoHeapAllocation) {
   EXPECT_EQ(counts.libc, 0);  // libjpeg's pools are ours and reused (tjCompress2: 18 calls a frame)
 }
 
-TEST(SteadyState, Vp8FramesMakeNoCppHeapAllocation) {
-  // libvpx's own buffers are malloc'd when the encoder opens (at construction); what it and the
-  // RGB -> I420 conversion still ask of libc per frame is reported, not pinned.
+TEST(SteadyState, Vp8FramesMakeNoHeapAllocation) {
+  // libvpx 1.12 mallocs its buffers when the encoder opens (at construction), none per frame, key
+  // frames and bitrate changes included; the RGB -> I420 step is rgb_to_jfif_i420 (before, through
+  // tjEncodeYUVPlanes: 34 calls a frame). Printed too, for the benchmarks' notes.
   constexpr int kFrames = 500;
   const Counts counts = allocations_for_frames(CodecKind::Vp8, kFrames);
   EXPECT_EQ(counts.cpp, 0);
+  EXPECT_EQ(counts.libc, 0);
   std::printf("VP8: %.2f libc heap calls per frame on the encoder thread (%ld over %d frames)\n",
               static_cast<double>(counts.libc) / kFrames, counts.libc, kFrames);
 }
@@ -219,8 +221,10 @@ TEST(SteadyState, SeveralImageOutputsMakeNoHeapAllocation) {
   EXPECT_EQ(counts.libc, 0);
 }
 
-TEST(SteadyState, SeveralOutputsWithVp8MakeNoCppHeapAllocation) {
-  EXPECT_EQ(allocations_for_frames({CodecKind::Jpeg, CodecKind::Vp8, CodecKind::I420}, 300).cpp, 0);
+TEST(SteadyState, SeveralOutputsWithVp8MakeNoHeapAllocation) {
+  const Counts counts = allocations_for_frames({CodecKind::Jpeg, CodecKind::Vp8, CodecKind::I420}, 300);
+  EXPECT_EQ(counts.cpp, 0);
+  EXPECT_EQ(counts.libc, 0);
 }
 
 TEST(SteadyState, Vp8InputMakesNoCppHeapAllocation) {
