@@ -1,11 +1,11 @@
 // JpegEncoder: libjpeg's compress object with our memory, destination and error managers.
 #include "core/JpegEncoder.h"
 
-// clang-format off: jpeglib.h needs size_t and FILE declared before it.
-#include <jerror.h>
-#include <jpeglib.h>
-
+// jpeglib.h needs size_t and FILE declared before it, and jerror.h its types: this order, unsorted.
+// clang-format off
 #include <cstdio>
+#include <jpeglib.h>
+#include <jerror.h>
 // clang-format on
 #include <turbojpeg.h>
 
