@@ -33,14 +33,13 @@ int main(int argc, char** argv) {
     std::ifstream file(argv[1], std::ios::binary);
     const size_t frame_bytes = static_cast<size_t>(width * height * 3);
     std::vector<uint8_t> rgb(frame_bytes);
-    UniqueTjHandle tj = make_tj_compressor();
     std::vector<UniqueVpxImage> images;
     std::vector<int64_t> convert_ns;
     while (file.read(reinterpret_cast<char*>(rgb.data()), static_cast<std::streamsize>(frame_bytes))) {
       images.push_back(alloc_i420_image(width, height));
-      rgb_to_i420(tj.get(), rgb.data(), width, height, *images.back());  // first touch: page faults
+      rgb_to_i420(rgb.data(), width, height, *images.back());  // first touch: page faults
       const int64_t start = now_ns();
-      rgb_to_i420(tj.get(), rgb.data(), width, height, *images.back());  // timed warm, as the engine's image
+      rgb_to_i420(rgb.data(), width, height, *images.back());  // timed warm, as the engine's image
       convert_ns.push_back(now_ns() - start);
     }
     if (images.empty()) {

@@ -1,4 +1,4 @@
-// Codec implementations; every TurboJPEG handle is owned by a unique_ptr with tjDestroy as deleter.
+// Codec implementations: raw, I420 (I420.h), JPEG (JpegEncoder.h), and the TurboJPEG handle owner VP8 uses.
 #include "core/Codec.h"
 
 #include <turbojpeg.h>
@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "core/Error.h"
+#include "core/I420.h"
+#include "core/JpegEncoder.h"
 #include "core/Vp8Codec.h"
 
 namespace reactor {
@@ -27,16 +29,6 @@ void check_bitrate(int64_t bps) {
 
 namespace {
 
-int tj_subsampling(Subsampling subsampling) {
-  switch (subsampling) {
-    case Subsampling::S444: return TJSAMP_444;
-    case Subsampling::S422: return TJSAMP_422;
-    case Subsampling::S420: return TJSAMP_420;
-    case Subsampling::Gray: return TJSAMP_GRAY;
-  }
-  return TJSAMP_420;
-}
-
 class RawCodec final : public FrameCodec {
  public:
   CodecKind kind() const override { return CodecKind::Raw; }
@@ -50,52 +42,35 @@ class RawCodec final : public FrameCodec {
   }
 };
 
-// Planar Y, U, V at 4:2:0 with no row padding: w*h*3/2 bytes for even sizes. Note: as libjpeg-turbo
-// lays planes out, an odd width or height pads the luma plane to the next even size.
+// Planar Y, U, V at 4:2:0 in JPEG's full range with no row padding: w*h*3/2 bytes for even sizes
+// (an odd width or height pads the luma plane to the next even size, as libjpeg-turbo lays it out).
 class I420Codec final : public FrameCodec {
  public:
-  I420Codec() : handle_(make_tj_compressor()) {}
   CodecKind kind() const override { return CodecKind::I420; }
-  size_t max_bytes(int64_t w, int64_t h) const override {
-    return tjBufSizeYUV2(static_cast<int>(w), 1, static_cast<int>(h), TJSAMP_420);
-  }
+  size_t max_bytes(int64_t w, int64_t h) const override { return i420_layout(w, h).packed_bytes(); }
   EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
                       size_t capacity) override {
-    const size_t bytes = max_bytes(w, h);
+    const I420Layout layout = i420_layout(w, h);
+    const size_t bytes = layout.packed_bytes();
     RE_CHECK(bytes <= capacity, EncodeError, "I420 frame of ", bytes, " bytes exceeds the packet buffer of ", capacity);
-    const int rc =
-        tjEncodeYUV3(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, dst, 1, TJSAMP_420, 0);
-    RE_CHECK(rc == 0, EncodeError, "I420 conversion of a ", w, "x", h,
-             " frame failed: ", tjGetErrorStr2(handle_.get()));
+    rgb_to_jfif_i420(rgb, w, h, packed_i420_planes(dst, layout));
     return {bytes, true};
   }
-
- private:
-  UniqueTjHandle handle_;
 };
 
 class JpegCodec final : public FrameCodec {
  public:
-  JpegCodec(int quality, Subsampling subsampling)
-      : handle_(make_tj_compressor()), quality_(quality), subsampling_(tj_subsampling(subsampling)) {}
+  JpegCodec(int quality, Subsampling subsampling) : encoder_(quality, subsampling) {}
   CodecKind kind() const override { return CodecKind::Jpeg; }
-  size_t max_bytes(int64_t w, int64_t h) const override {
-    return tjBufSize(static_cast<int>(w), static_cast<int>(h), subsampling_);
-  }
+  size_t max_bytes(int64_t w, int64_t h) const override { return encoder_.max_bytes(w, h); }
+  void reserve(int64_t max_width, int64_t max_height) override { encoder_.reserve(max_width, max_height); }
   EncodedFrame encode(const uint8_t* rgb, int64_t w, int64_t h, const FrameControl&, uint8_t* dst,
                       size_t capacity) override {
-    unsigned char* out = dst;
-    unsigned long size = capacity;  // NOLINT(runtime/int): TurboJPEG's own type
-    const int rc = tjCompress2(handle_.get(), rgb, static_cast<int>(w), 0, static_cast<int>(h), TJPF_RGB, &out, &size,
-                               subsampling_, quality_, TJFLAG_NOREALLOC);
-    RE_CHECK(rc == 0, EncodeError, "JPEG encoding of a ", w, "x", h, " frame failed: ", tjGetErrorStr2(handle_.get()));
-    return {static_cast<size_t>(size), true};
+    return {encoder_.encode(rgb, w, h, dst, capacity), true};
   }
 
  private:
-  UniqueTjHandle handle_;
-  int quality_;
-  int subsampling_;
+  JpegEncoder encoder_;
 };
 
 }  // namespace
@@ -131,10 +106,7 @@ std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
   switch (options.kind) {
     case CodecKind::Raw: return std::make_unique<RawCodec>();
     case CodecKind::I420: return std::make_unique<I420Codec>();
-    case CodecKind::Jpeg:
-      RE_CHECK(options.quality >= 1 && options.quality <= 100, InvalidArgument,
-               "JPEG quality must be between 1 and 100, got ", options.quality);
-      return std::make_unique<JpegCodec>(options.quality, options.subsampling);
+    case CodecKind::Jpeg: return std::make_unique<JpegCodec>(options.quality, options.subsampling);
     case CodecKind::Vp8: return make_vp8_codec(options);
   }
   RE_THROW(InvalidArgument, "unknown codec");

@@ -1,13 +1,13 @@
 // The VP8 codec: libvpx handles owned by unique_ptrs, an I420 image preallocated per frame size.
 #include "core/Vp8Codec.h"
 
-#include <turbojpeg.h>
 #include <vpx/vp8cx.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "core/Error.h"
+#include "core/I420.h"
 
 namespace reactor {
 
@@ -43,7 +43,7 @@ void scale_plane(uint8_t* plane, int stride, int64_t width, int64_t height, uint
 
 class Vp8Codec final : public FrameCodec {
  public:
-  explicit Vp8Codec(const Vp8Settings& settings) : settings_(settings), tj_(make_tj_compressor()) {}
+  explicit Vp8Codec(const Vp8Settings& settings) : settings_(settings) {}
   CodecKind kind() const override { return CodecKind::Vp8; }
   size_t max_bytes(int64_t w, int64_t h) const override { return vp8_max_packet_bytes(w, h); }
   void reserve(int64_t w, int64_t h) override {
@@ -57,7 +57,7 @@ class Vp8Codec final : public FrameCodec {
                       size_t capacity) override {
     if (!encoder_ || w != width_ || h != height_) open(w, h);  // rare: a new stream, starting with a key frame
     if (control.bitrate_bps != settings_.bitrate_bps) apply_bitrate(control.bitrate_bps);
-    rgb_to_i420(tj_.get(), rgb, w, h, *image_);
+    rgb_to_i420(rgb, w, h, *image_);
     // libvpx spreads the bitrate over the frame rate it infers from the timestamps. They follow
     // pts, each step clamped to 1..100 ms, so that a pause (an output disabled, a model that
     // stalls) neither floods nor starves the frame after it.
@@ -110,7 +110,6 @@ class Vp8Codec final : public FrameCodec {
   }
 
   Vp8Settings settings_;
-  UniqueTjHandle tj_;
   vpx_codec_enc_cfg_t cfg_{};
   UniqueVpxEncoder encoder_;
   UniqueVpxImage image_;
@@ -203,13 +202,10 @@ size_t vp8_max_packet_bytes(int64_t width, int64_t height) {
   return std::max<size_t>(static_cast<size_t>(width * height * 3 / 2 * 2), 32768);
 }
 
-void rgb_to_i420(void* tj, const uint8_t* rgb, int64_t width, int64_t height, vpx_image_t& image) {
-  unsigned char* planes[3] = {image.planes[VPX_PLANE_Y], image.planes[VPX_PLANE_U], image.planes[VPX_PLANE_V]};
-  int strides[3] = {image.stride[VPX_PLANE_Y], image.stride[VPX_PLANE_U], image.stride[VPX_PLANE_V]};
-  const int rc = tjEncodeYUVPlanes(tj, rgb, static_cast<int>(width), 0, static_cast<int>(height), TJPF_RGB, planes,
-                                   strides, TJSAMP_420, 0);
-  RE_CHECK(rc == 0, EncodeError, "RGB to I420 conversion of a ", width, "x", height,
-           " frame failed: ", tjGetErrorStr2(tj));
+void rgb_to_i420(const uint8_t* rgb, int64_t width, int64_t height, vpx_image_t& image) {
+  uint8_t* planes[3] = {image.planes[VPX_PLANE_Y], image.planes[VPX_PLANE_U], image.planes[VPX_PLANE_V]};
+  const int strides[3] = {image.stride[VPX_PLANE_Y], image.stride[VPX_PLANE_U], image.stride[VPX_PLANE_V]};
+  rgb_to_jfif_i420(rgb, width, height, I420Planes{planes[0], planes[1], planes[2], strides[0], strides[1]});
   // Full range to BT.601 limited range: Y' = 16 + Y * 219/255, C' = 128 + (C - 128) * 224/255, rounded.
   scale_plane(planes[0], strides[0], width, height, 219, 16 * 255 + 127);
   const int64_t cw = (width + 1) / 2, ch = (height + 1) / 2;

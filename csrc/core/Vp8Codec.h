@@ -43,10 +43,10 @@ UniqueVpxImage alloc_i420_image(int64_t width, int64_t height);
 size_t vp8_max_packet_bytes(int64_t width, int64_t height);
 
 // Packed RGB24 -> BT.601 limited-range I420 in image's planes (allocated by alloc_i420_image at
-// this size), no allocation: TurboJPEG's SIMD colour conversion and 2x2 downsampling (JPEG's
-// full-range YCbCr), then one vectorised pass that scales the planes to the limited range VP8
-// decoders assume. tj: a handle from make_tj_compressor().
-void rgb_to_i420(void* tj, const uint8_t* rgb, int64_t width, int64_t height, vpx_image_t& image);
+// this size), no allocation: rgb_to_jfif_i420 (I420.h: libjpeg's full-range YCbCr and 2x2
+// downsampling, the bytes tjEncodeYUVPlanes gave, without its 17 mallocs and frees a frame), then
+// one vectorised pass that scales the planes to the limited range VP8 decoders assume.
+void rgb_to_i420(const uint8_t* rgb, int64_t width, int64_t height, vpx_image_t& image);
 
 std::unique_ptr<FrameCodec> make_vp8_codec(const CodecOptions& options);
 
