@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libvpx-dev libgtest-dev
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config libturbojpeg0-dev libjpeg62-turbo-dev libvpx-dev libgtest-dev
               clang-format util-linux python3-venv python3-dev chromium chromium-driver)
 PYTHON=${PYTHON:-python3}
 
