@@ -72,6 +72,7 @@ class EngineConfig(BaseModel):
     flush_timeout: float = Field(gt=0)
     message_queue: int = Field(ge=1)
     orphan_timeout: float = Field(ge=0)
+    trim_heap: bool
     weights_dir: str | None = None
     input_max_width: int = Field(ge=2, le=16384)
     input_max_height: int = Field(ge=2, le=16384)

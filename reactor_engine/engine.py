@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from omegaconf import DictConfig
 
+from reactor_engine import heap
 from reactor_engine.audio import AudioOutputTrack
 from reactor_engine.config import EngineConfig, load_engine_config, load_model_config
 from reactor_engine.errors import ClosedError, EngineBusy, ModelError, StateError
@@ -323,6 +324,8 @@ class Engine:
                 self._reason = ""
             if self._state != "closed":
                 self._state = "ready"
+        if self.config.trim_heap:
+            heap.trim()  # on the ended session's own thread, after the engine is ready for the next
 
     # -- introspection ---------------------------------------------------------------------------
 

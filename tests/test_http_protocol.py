@@ -304,6 +304,7 @@ def test_health_schema_and_metrics_describe_the_engine(server):
     assert 'reactor_ring_frames_total{counter="committed",track="main_video"}' in metrics
     assert "reactor_frame_latency_seconds_bucket" in metrics
     assert "reactor_gpu_available" in metrics
+    assert 'reactor_heap_trims_total{result="released"}' in metrics
 
 
 def test_cross_origin_pages_are_refused(server):

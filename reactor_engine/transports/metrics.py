@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from reactor_engine import heap
 from reactor_engine.errors import ReactorError
 from reactor_engine.telemetry import gpu_telemetry
 
@@ -124,7 +125,23 @@ class _EngineCollector(Collector):
         yield frames
         yield latency
         yield decoders
+        yield from _heap_metrics()
         yield from _gpu_metrics()
+
+
+def _heap_metrics() -> Iterable[Metric]:
+    numbers = heap.stats()
+    trims = CounterMetricFamily(
+        "reactor_heap_trims",
+        "C heap trims (glibc malloc_trim) at session ends and peer departures",
+        labels=["result"],
+    )
+    trims.add_metric(["released"], float(numbers["released"]))
+    trims.add_metric(["nothing"], float(numbers["trims"] - numbers["released"]))
+    yield trims
+    seconds = CounterMetricFamily("reactor_heap_trim_seconds", "Time spent in C heap trims")
+    seconds.add_metric([], numbers["total_ms"] / 1e3)
+    yield seconds
 
 
 def _gpu_metrics() -> Iterable[Metric]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import reactor_webrtc as rtc
 
+from reactor_engine import heap
 from reactor_engine.errors import ReactorError
 from reactor_engine.transports.webrtc import wire
 from reactor_engine.transports.webrtc.channels import PeerChannels
@@ -51,6 +52,7 @@ _log = logging.getLogger("reactor_engine.webrtc")
 
 PeerState = Literal["new", "negotiating", "answered", "connected", "disconnected", "closed"]
 _SESSION_ENDED_DRAIN_S = 1.0
+_TRIM_AFTER_S = 1.0  # after a peer's release, before the heap trim: libwebrtc frees its buffers meanwhile
 _DECODER_WATCH_S = 0.5  # how often the decoders of the client's video are checked for errors
 
 
@@ -459,6 +461,10 @@ class Peer:
         self.sender.release()
         self.tracks.release()
         self.pc = None  # the last reference: libwebrtc closes the connection
+        if self._hub.engine.config.trim_heap:
+            # Once libwebrtc's threads have freed the connection's buffers (they do it asynchronously),
+            # their pages go back to the OS (see reactor_engine.heap); on a worker thread, not the loop.
+            self._loop.call_later(_TRIM_AFTER_S, self._loop.run_in_executor, None, heap.trim)
 
     # -- timers ----------------------------------------------------------------------------------------
 
