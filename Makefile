@@ -3,7 +3,7 @@ PY := .venv/bin/python
 JOBS ?= 2
 NATIVE_CMAKE = -G Ninja -DREACTOR_ENGINE_BUILD_PYTHON=OFF -DREACTOR_ENGINE_BUILD_TESTS=ON -DREACTOR_ENGINE_CUDA=OFF
 
-.PHONY: setup demo test test-native test-asan test-tsan test-cuda-off test-python test-ray lint format proto bench bench-quick bench-glass clean
+.PHONY: setup demo test test-native test-asan test-tsan test-cuda-off test-python test-ray bench-ray lint format proto bench bench-quick bench-glass clean
 
 setup:
 	scripts/setup.sh
@@ -44,11 +44,17 @@ test-cuda-off:
 test-python:
 	$(PY) -m pytest
 
-# Scale-out on Ray Serve (tests/test_ray_serve.py: 2 CPU replicas of a tiny model, ~1 min). Ray is not
+# Scale-out on Ray Serve (tests/test_ray_serve.py, ~2.5 min: reactor-sdk, a ray start cluster). Ray is not
 # in .venv (make test skips these tests): .venv-ray, layered over .venv, gets the ray extra's pins.
 test-ray: setup
 	scripts/ray_venv.sh
 	.venv-ray/bin/python -m pytest tests/test_ray_serve.py
+
+# The scale-out ingress against a direct connection to a replica (benchmarks/bench_serve.py, ~1 min):
+# benchmarks/results/serve-*.{json,md}. BENCH_SERVE_ARGS=--serve-defaults: Serve as it comes.
+bench-ray: setup
+	scripts/ray_venv.sh
+	.venv-ray/bin/python benchmarks/bench_serve.py $(BENCH_SERVE_ARGS)
 
 lint:
 	$(PY) -m ruff check reactor_engine tests benchmarks fuzz

@@ -196,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=_non_negative, default=5.0, help="how long (default: 5)")
     bench.add_argument("-c", "--config", metavar="FILE", help="a YAML file layered over the model's config")
     bench.set_defaults(handler=_bench)
+
+    from reactor_engine.serve.deploy import add_command as add_serve_command
+
+    add_serve_command(sub)  # reactor-engine serve CONFIG.yaml: onto a Ray cluster (docs/scale-out.md)
     return parser
 
 

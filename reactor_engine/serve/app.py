@@ -22,11 +22,45 @@ from typing import Any
 from reactor_engine.serve.ingress import Ingress
 from reactor_engine.serve.replica import EngineReplica, ReplicaSpec
 
-__all__ = ["ScaleOut", "app_builder", "build", "run_local"]
+__all__ = [
+    "HAPROXY_ENV",
+    "SERVE_ENV",
+    "ScaleOut",
+    "app_builder",
+    "build",
+    "run_local",
+    "start_local",
+    "stop_local",
+]
 
 _log = logging.getLogger("reactor_engine.serve")
 
 APP_NAME = "reactor"
+
+#: Serve's switches for a short request path (docs/scale-out.md, "Latency"), set for the local Ray
+#: (``--replicas``) unless the environment sets them; on a cluster, set them where ``ray start`` runs:
+#: every handle call by value over gRPC; user code and each handle's router on the replica's main
+#: event loop (no thread hop per call).
+SERVE_ENV = {
+    "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
+
+#: A local Ray is one node on loopback: with this 0, Ray takes 127.0.0.1 as the node's address (the
+#: mode it uses on macOS and Windows) and its servers (GCS, raylet, workers, agents) listen there
+#: only; on Linux it would otherwise take the machine's address and listen on every interface.
+LOCAL_RAY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+#: With ``RAY_SERVE_ENABLE_HA_PROXY=1`` in the environment (opt-in), HAProxy replaces Serve's Python
+#: proxy, which implies Serve's *direct ingress* (the ingress replica serves HTTP itself: one hop and
+#: ~3 ms fewer per request). Not the default: HAProxy's stats and Prometheus listeners bind every
+#: interface (Serve 2.60's template has no address for them), and servers here bind loopback unless
+#: told otherwise. These go with it: a replica of the ingress is let go at once on shutdown (HAProxy
+#: is told before: no 30 s drain).
+HAPROXY_ENV = {
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +75,8 @@ class ScaleOut:
     shares the node; ``0.0.0.0`` on a multi-node cluster). ``health_check_period_s``: how often Serve
     asks each replica's engine for its state. ``retry_after``: the ``Retry-After`` of a 503.
     ``access_log``: Serve's log line per request and handle call (off: thousands a minute).
+    ``internal_token``: the token the replicas' own ports require (generated per build when unset; set
+    it to reach a replica's port directly, as ``benchmarks/bench_serve.py`` does).
     """
 
     target: str
@@ -58,6 +94,7 @@ class ScaleOut:
     health_check_timeout_s: float = 10.0
     retry_after: int = 5
     access_log: bool = False
+    internal_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -70,7 +107,7 @@ def build(options: ScaleOut) -> Any:
     """The Serve application: ``engine-0`` ... ``engine-{N-1}`` (one replica each) behind ``ingress``."""
     from ray import serve
 
-    token = secrets.token_urlsafe(24)
+    token = options.internal_token or secrets.token_urlsafe(24)
     spec = ReplicaSpec(
         target=options.target,
         token=token,
@@ -125,14 +162,22 @@ def app_builder(args: dict[str, Any]) -> Any:
     return build(ScaleOut(**values))
 
 
-def run_local(
-    options: ScaleOut,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    on_started: Callable[[str], None] | None = None,
-) -> int:
-    """Start a local Ray (this machine's CPUs and GPUs), deploy, serve until SIGINT/SIGTERM; 0."""
+def start_local(options: ScaleOut, host: str = "127.0.0.1", port: int = 8080) -> str:
+    """Start a local Ray (this machine's CPUs and GPUs, ``SERVE_ENV`` unless set) and deploy on it; the
+    URL of the ingress once every replica is ready. ``stop_local`` undoes it."""
+    for key, value in SERVE_ENV.items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault(LOCAL_RAY_ENV, "0")
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        for key, value in HAPROXY_ENV.items():
+            os.environ.setdefault(key, value)
+        # HAProxy's stats and Prometheus ports (fixed by default, 8404 and 9101, on every interface):
+        # free ones, so that two local runs (or one and a cluster's HAProxy) do not collide.
+        for key in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
+            os.environ.setdefault(key, str(_free_port("0.0.0.0")))
+    else:
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "0")
     import ray
     from ray import serve
 
@@ -141,6 +186,34 @@ def run_local(
     # Logical CPUs: the replicas' reservations fit even where the machine has fewer cores.
     cpus = max(os.cpu_count() or 1, int(options.replicas * options.num_cpus + 0.999) + 1)
     ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False, log_to_driver=True)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        _log.info("starting %d replicas of '%s'...", options.replicas, options.target)
+        serve.run(build(options), name=APP_NAME, route_prefix="/")
+    except BaseException:
+        stop_local()
+        raise
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def stop_local() -> None:
+    """Shut Serve and the local Ray down (what ``start_local`` started)."""
+    import ray
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.shutdown()
+    ray.shutdown()
+
+
+def run_local(
+    options: ScaleOut,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    on_started: Callable[[str], None] | None = None,
+) -> int:
+    """``start_local``, then serve until SIGINT/SIGTERM, then ``stop_local``; 0."""
     stop = threading.Event()
     received: list[int] = []
     in_main = threading.current_thread() is threading.main_thread()
@@ -149,20 +222,18 @@ def run_local(
         received.append(sig)
         stop.set()
 
+    url = start_local(options, host, port)  # a signal meanwhile: KeyboardInterrupt, or Ray's own exit
+    # After ray.init, which installs its own SIGTERM handler (it would end the process at once).
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     try:
-        serve.start(http_options={"host": host, "port": port})
-        _log.info("starting %d replicas of '%s'...", options.replicas, options.target)
-        serve.run(build(options), name=APP_NAME, route_prefix="/")
-        shown = f"[{host}]" if ":" in host else host
-        (on_started or (lambda url: _log.info("serving at %s", url)))(f"http://{shown}:{port}/")
+        (on_started or (lambda shown: _log.info("serving at %s", shown)))(url)
         stop.wait()
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        with contextlib.suppress(Exception):
-            serve.shutdown()
-        ray.shutdown()
+        try:
+            stop_local()
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
     if received:
         _log.info("stopped by %s", signal.Signals(received[0]).name)
     return 0

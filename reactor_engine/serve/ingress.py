@@ -15,6 +15,9 @@ session S" is a name Serve keeps (a slot) while Serve replaces the process under
   endless response, so the ingress proxies them to the holder's own server (its address from its
   status), with the internal token. A replica lost mid-stream ends the WebSocket with an ``ended``
   event (reason ``replica_lost``) and close 1011.
+- ``/session/{id}/...``: the Reactor protocol under a session's own base URL (``GET /session``,
+  ``POST /stop_session`` and the signaling routes of that session, at its replica); the root's
+  ``GET /session`` and ``POST /stop_session`` name no session and answer 404.
 - ``/health`` and ``/metrics`` cover every slot: which session each holds, free slots, admitted and
   refused sessions. Other routes (the viewer, ``/schema``) go to any replica that answers.
 """
@@ -27,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import websockets
@@ -38,7 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from reactor_engine.serve.replica import HttpCall, HttpReply
+from reactor_engine.serve.replica import HttpCall, HttpReply, session_of
 from reactor_engine.transports.guard import LOOPBACK_HOSTS, AccessGuard
 from reactor_engine.transports.web import error_response, no_session, same_origin
 
@@ -49,7 +53,7 @@ _log = logging.getLogger("reactor_engine.serve")
 _STATUS_TIMEOUT_S = 5.0
 _CALL_TIMEOUT_S = 60.0
 _KEEP_SESSIONS = 4096  # session -> slot entries kept (ended ones too: their stats stay reachable)
-_SHOWN = ("state", "session_id", "pid", "node", "address", "load_s")
+_SHOWN = ("state", "session_id", "pid", "node", "address", "load_s", "start_s", "rss_bytes")
 _METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
 _HOP = {"host", "authorization", "connection", "upgrade", "content-length", "transfer-encoding"}
 
@@ -62,7 +66,11 @@ class Ingress:
     """
 
     def __init__(self, slots: list[Any], token: str, options: dict[str, Any]) -> None:
-        self.slots = list(slots)
+        # By value over gRPC, pickled (not cloudpickled): a request and its reply are small dataclasses.
+        self.slots = [
+            slot.options(_by_reference=False, request_serialization="pickle", response_serialization="pickle")
+            for slot in slots
+        ]
         self.token = token
         self.retry_after = int(options.get("retry_after", 5))
         self.allowed_hosts = tuple(options.get("allowed_hosts") or LOOPBACK_HOSTS)
@@ -88,6 +96,8 @@ class Ingress:
         )
         self.g_holds = Gauge("reactor_serve_replica_session", "1 where a slot holds a session",
                              ["slot", "session_id"], registry=self.registry)  # fmt: skip
+        self.g_rss = Gauge("reactor_serve_replica_rss_bytes", "resident memory of each slot's replica",
+                           ["slot"], registry=self.registry)  # fmt: skip
 
     def __serve_build_asgi_app__(self) -> Any:
         routes = [
@@ -97,6 +107,7 @@ class Ingress:
             Route("/start_session", self._admit, methods=["POST"]),
             Route("/session", self._unsupported, methods=["GET"]),
             Route("/stop_session", self._unsupported, methods=["POST"]),
+            Route("/session/{session_id}/{rest:path}", self._scoped, methods=_METHODS),
             WebSocketRoute("/sessions/{session_id}/ws", self._websocket),
             Route("/sessions/{session_id}/mjpeg", self._mjpeg),
             Route("/sessions/{session_id}", self._session_route, methods=_METHODS),
@@ -195,9 +206,43 @@ class Ingress:
     async def _unsupported(self, request: Request) -> Response:
         return error_response(
             404, "no_session",
-            "behind the scale-out ingress a session is named by its id: use /sessions/{id}/... "
-            "(DELETE /sessions/{id} stops it)",
+            "behind the scale-out ingress these routes need the session's own base URL: "
+            "/session/{id}/session and /session/{id}/stop_session (a Reactor client's api_url "
+            "http://HOST/session/{id}); or DELETE /sessions/{id}",
         )  # fmt: skip
+
+    async def _scoped(self, request: Request) -> Response:
+        """The Reactor protocol under a session's own base URL, ``/session/{id}``: a client whose
+        ``api_url`` is ``http://HOST/session/{id}`` adopts (``GET /session``), signals and stops
+        (``POST /stop_session``) that session at its replica; the root's forms name no session."""
+        sid, rest = request.path_params["session_id"], "/" + request.path_params["rest"]
+        stop = rest == "/stop_session" and request.method == "POST"
+        if rest == "/start_session":
+            return error_response(
+                409, "busy", f"this base URL names session {sid!r}: start a new one at the root "
+                "(POST /start_session)", session_id=sid,
+            )  # fmt: skip
+        if rest not in ("/session", "/stop_session") and session_of(rest) != sid:
+            return error_response(404, "not_found", f"not a route of session {sid!r}: {rest}")
+        slot = await self._locate(sid)
+        if slot is None:
+            return error_response(404, "session_not_found", no_session(sid))
+        call = await _http_call(request)
+        # Stopping goes by DELETE /sessions/{id}, which the replica refuses for a session not its own.
+        call = (
+            replace(call, method="DELETE", path=f"/sessions/{sid}", body=b"")
+            if stop
+            else replace(call, path=rest)
+        )
+        try:
+            reply = await self._call(slot, call)
+        except Exception as exc:
+            return self._replica_lost(sid, slot, exc)
+        if stop:
+            return JSONResponse({"stopped": reply.status == 200, "session_id": sid})
+        if rest == "/session" and reply.status == 200 and json.loads(reply.body).get("session_id") != sid:
+            return error_response(404, "no_session", no_session(sid))  # the replica runs another now
+        return _response(reply)
 
     def _replica_lost(self, sid: str, slot: int, exc: BaseException) -> Response:
         _log.warning("session %s: its replica (slot %d) did not answer: %s", sid, slot, exc)
@@ -239,9 +284,12 @@ class Ingress:
         for state, count in states.items():
             self.g_replicas.labels(state).set(count)
         self.g_free.set(sum(1 for s in statuses if s is not None and _free(s)))
+        self.g_rss.clear()
         for slot, status in enumerate(statuses):
             if status is not None and status["session_id"]:
                 self.g_holds.labels(str(slot), status["session_id"]).set(1)
+            if status is not None and status.get("rss_bytes") is not None:
+                self.g_rss.labels(str(slot)).set(status["rss_bytes"])
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- streams (the replica's own server) ---------------------------------------------------------

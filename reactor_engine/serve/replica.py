@@ -1,7 +1,8 @@
 """One Serve replica: one ``Engine`` and its ``HttpApp``, served on the replica's own port as well.
 
 A replica is the unit Serve places, health-checks and replaces. It loads the model once (in its
-constructor), then answers the ingress two ways:
+``async`` constructor, on a worker thread: Serve may run user code on the replica's event loop), then
+answers the ingress two ways:
 
 - ``request(call)``, a ``DeploymentHandle`` call: one HTTP request (method, path, headers, body) run
   through the replica's ``HttpApp`` in process, on the loop of the replica's own server, answered
@@ -118,7 +119,11 @@ class _Server(uvicorn.Server):
 class EngineReplica:
     """The body of one replica (wrapped by ``serve.deployment`` in ``reactor_engine.serve.app``)."""
 
-    def __init__(self, spec: ReplicaSpec) -> None:
+    async def __init__(self, spec: ReplicaSpec) -> None:  # type: ignore[misc]  # Serve awaits it
+        # The model loads off the replica's event loop, which Serve runs user code on (SERVE_ENV).
+        await asyncio.to_thread(self._start, spec)
+
+    def _start(self, spec: ReplicaSpec) -> None:
         from reactor_engine.engine import Engine
 
         started = time.monotonic()
@@ -148,6 +153,7 @@ class EngineReplica:
         if not self.server.ready.wait(60) or self.server.loop is None or not self.server.port:
             raise RuntimeError("the replica's HTTP server did not start")
         self.address = f"{_reachable(spec.host)}:{self.server.port}"
+        self.start_s = time.monotonic() - started
         _log.info(
             "replica of '%s' ready at %s (loaded in %.2f s)", self.engine.name, self.address, self.load_s
         )
@@ -164,7 +170,7 @@ class EngineReplica:
             self.sessions.append(current.session_id)
         return reply
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """The replica at a glance: its engine's state, its session, what it served, where it is."""
         current = self.runtime.hub.current
         return {
@@ -175,6 +181,8 @@ class EngineReplica:
             "node": socket.gethostname(),
             "model": self.engine.name,
             "load_s": round(self.load_s, 3),
+            "start_s": round(self.start_s, 3),
+            "rss_bytes": _rss_bytes(),
             "sessions": list(self.sessions[-64:]),
             "served": dict(self.served),
         }
@@ -246,6 +254,16 @@ class EngineReplica:
         await self.app(scope, receive, send)
         sent.set()
         return HttpReply(status, tuple(out_headers), bytes(body))
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident set (``VmRSS``), or ``None`` where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) * 1024
 
 
 def _reachable(host: str) -> str:
