@@ -315,6 +315,16 @@ class CommandQueue:
         self._state: CommandState | None = None
         self._state_read_at = 0.0
         self._watchers: list[Callable[[CommandState], None]] = []
+        # idle(): apply_pending has nothing to do. Without values to refresh it is the queue's own
+        # empty() (C), so the poll point inside every emit runs no Python frame for commands.
+        self.idle: Callable[[], bool] = self._idle_stateful if self._stateful else self._queue.empty
+
+    def _idle_stateful(self) -> bool:
+        return (
+            self._queue.empty()
+            and self._state is not None
+            and time.monotonic() - self._state_read_at < _STATE_REFRESH_S
+        )
 
     @property
     def state(self) -> CommandState | None:
@@ -368,11 +378,11 @@ class CommandQueue:
             self._state is None or time.monotonic() - self._state_read_at >= _STATE_REFRESH_S
         ):
             self._read_state(model)
-        while True:
-            try:
-                pending = self._queue.get_nowait()
-            except queue.Empty:
-                return applied
+        # empty() first: at nearly every poll point nothing is queued, and get_nowait would then raise
+        # (an exception object per emit). The session thread is the only consumer, so get_nowait
+        # after a non-empty empty() cannot raise.
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
             if not pending.reply.set_running_or_notify_cancel():
                 continue
             failure: CommandError | None = None
@@ -394,6 +404,7 @@ class CommandQueue:
             else:
                 pending.reply.set_result(result)
             applied += 1
+        return applied
 
     def close(self, why: str) -> None:
         """Refuse new commands and fail the queued ones with ``why``."""

@@ -33,14 +33,26 @@ if TYPE_CHECKING:
 
 __all__ = ["ReactorContext", "SessionContext", "get_ctx"]
 
+
+class _ThreadSession(threading.local):
+    """A session thread's own session (live or ended), from ``activate`` to ``release_thread``.
+
+    Note: a thread-local, not a dict keyed by ``threading.get_ident()``: reading it allocates nothing
+    (an ident is a new int object each call), so the poll point inside every emit costs no Python
+    object. The class attribute is what every other thread reads (no AttributeError raised per call).
+    """
+
+    ctx: SessionContext | None = None
+
+
 _lock = threading.Lock()
 _running: SessionContext | None = None  # the session now running, for threads that are not its own
-_by_thread: dict[int, SessionContext] = {}  # session thread ident -> its session (live or ended)
+_own = _ThreadSession()
 
 
 def get_ctx() -> SessionContext:
     """The current session's context. Raises ``NoActiveSession`` outside a session or after it ended."""
-    ctx = _by_thread.get(threading.get_ident()) or _running
+    ctx = _own.ctx or _running
     if ctx is None:
         raise NoActiveSession("get_ctx() was called outside a session; it works only while one runs")
     if not ctx.active:
@@ -85,7 +97,6 @@ class SessionContext:
         self._wake = threading.Event()  # set by stop and by each queued command, so wait() returns
         self.stop_reason: str | None = None
         self.active = False
-        self._thread_ident: int | None = None
         self._profiler = _Profiler()
 
     # -- engine side ------------------------------------------------------------------------------
@@ -94,8 +105,7 @@ class SessionContext:
         """Bind to the calling thread (the session thread) and make ``get_ctx()`` return this."""
         global _running
         with _lock:
-            self._thread_ident = threading.get_ident()
-            _by_thread[self._thread_ident] = self
+            _own.ctx = self
             _running = self
             self.active = True
 
@@ -108,15 +118,16 @@ class SessionContext:
                 _running = None
 
     def release_thread(self) -> None:
-        """Forget the session thread once it has returned."""
-        with _lock:
-            if self._thread_ident is not None and _by_thread.get(self._thread_ident) is self:
-                del _by_thread[self._thread_ident]
+        """Forget the session thread once it has returned (called on that thread)."""
+        if _own.ctx is self:
+            _own.ctx = None
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stopped.set()
+        for track in self._tracks.values():
+            track.interrupt()  # a pacing wait inside emit / frame() (native) returns now
         self.wake()
 
     def wake(self) -> None:
@@ -133,9 +144,9 @@ class SessionContext:
     def _poll_point(self, dispatch: bool = True) -> int:
         """Apply queued commands, then release held input frames and (``dispatch``) call ``on_media``
         (session thread only; elsewhere nothing). Returns how many commands were applied."""
-        if not self.active or threading.get_ident() != self._thread_ident:
+        if not self.active or _own.ctx is not self:
             return 0
-        applied = self.commands.apply_pending(self._model)
+        applied = 0 if self.commands.idle() else self.commands.apply_pending(self._model)
         if self._poller is not None:
             self._poller.poll(dispatch)
         return applied

@@ -1,6 +1,8 @@
 """Frame pacing (presentation timestamps on one clock) and the per-session latency windows.
 
-Both run on the session thread inside ``emit``; neither allocates per frame.
+The pacing itself is the core's (``_C.FramePacer``, csrc/core/FramePacer.h): a track's native
+``FrameWriter`` stamps, waits and commits in one call. ``FramePacer`` here is that same pacer for
+Python code that paces itself (the benchmarks' baseline and receiver), with an injectable clock.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
-__all__ = ["FramePacer", "LatencyWindow"]
+from reactor_engine import _C
+
+__all__ = ["EmitLatency", "FramePacer", "LatencyWindow"]
 
 
 class FramePacer:
@@ -24,9 +29,10 @@ class FramePacer:
       ``pts_ns`` plays it smoothly instead of in bursts. The producer is held back only above
       ``max_fps`` (``0``: never): a model with no compute between frames would otherwise spin at tens
       of thousands of frames a second, nearly all of them dropped.
-    """
 
-    _SMOOTHING = 0.25  # weight of the newest interval in the automatic rate estimate
+    ``native`` is the core's pacer; a track hands it to its ``FrameWriter``, which reads the core's
+    clock (``time.monotonic_ns``) itself. ``clock`` is for the calls made from Python.
+    """
 
     def __init__(
         self, fps: float, clock: Callable[[], int] = time.monotonic_ns, max_fps: float = 0.0
@@ -35,58 +41,69 @@ class FramePacer:
             raise ValueError(f"fps must be >= 0 (0 = automatic); got {fps}")
         if max_fps < 0:
             raise ValueError(f"max_fps must be >= 0 (0 = no cap); got {max_fps}")
-        self.fps = float(fps)
-        self.max_fps = float(max_fps)
+        self.native = _C.FramePacer(float(fps), float(max_fps))
         self._clock = clock
-        self._period_ns = round(1e9 / fps) if fps > 0 else 0
-        self._min_period_ns = round(1e9 / max_fps) if max_fps > 0 else 0
-        self.reset()
+
+    @property
+    def fps(self) -> float:
+        return self.native.fps
+
+    @property
+    def max_fps(self) -> float:
+        return self.native.max_fps
 
     def reset(self) -> None:
-        """Forget the previous session's clock."""
-        self._t0_ns: int | None = None
-        self._k = 0
-        self._last_pts_ns = 0
-        self._last_batch_ns: int | None = None
-        self._interval_ns = 0.0
-        self._batch_interval_ns = 0.0
-        self.late_frames = 0
+        """Forget the previous session's clock and record, and end a ``stop()``."""
+        self.native.reset()
+
+    def stop(self) -> None:
+        """Any thread: cut the producer's pacing wait short, and every later one until ``reset()``."""
+        self.native.stop()
+
+    @property
+    def late_frames(self) -> int:
+        return self.native.late_frames
 
     @property
     def measured_fps(self) -> float:
         """The production rate seen so far (frames per second), 0.0 before two batches."""
-        return 1e9 / self._interval_ns if self._interval_ns > 0 else 0.0
+        return self.native.measured_fps
 
     def begin_batch(self, frames: int) -> None:
         """Call once per ``emit`` before stamping its ``frames`` frames."""
-        now = self._clock()
-        if self._last_batch_ns is not None and frames > 0:
-            interval = (now - self._last_batch_ns) / frames
-            if self._interval_ns == 0.0:
-                self._interval_ns = interval
-            else:
-                self._interval_ns += self._SMOOTHING * (interval - self._interval_ns)
-            self._batch_interval_ns = interval
-        self._last_batch_ns = now
+        self.native.begin_batch(frames, self._clock())
 
     def next_frame(self) -> tuple[int, int]:
         """``(pts_ns, wait_ns)`` for the next frame: wait ``wait_ns`` (interruptibly), then commit."""
-        now = self._clock()
-        if self._period_ns == 0:
-            spacing = max(int(self._batch_interval_ns), self._min_period_ns)
-            pts = max(now, self._last_pts_ns + spacing) if self._last_pts_ns else now
-            self._last_pts_ns = pts
-            return pts, (pts - now) if self._min_period_ns else 0
-        if self._t0_ns is None:
-            self._t0_ns = now
-        due = self._t0_ns + self._k * self._period_ns
-        if now - due > self._period_ns:
-            self._t0_ns = now - self._k * self._period_ns
-            due = now
-            self.late_frames += 1
-        self._k += 1
-        self._last_pts_ns = due
-        return due, max(0, due - now)
+        return self.native.next_frame(self._clock())
+
+
+def _summary(kept: npt.NDArray[np.int64], count: int) -> dict[str, float]:
+    if kept.size == 0:
+        return {"count": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0}
+    p50, p99 = np.percentile(kept, [50, 99])
+    return {
+        "count": count,
+        "p50_ms": float(p50) / 1e6,
+        "p99_ms": float(p99) / 1e6,
+        "max_ms": float(kept.max()) / 1e6,
+        "mean_ms": float(kept.mean()) / 1e6,
+    }
+
+
+class EmitLatency:
+    """A track's emit latency, recorded by the core at each commit (the last 4096), read like a window."""
+
+    def __init__(self, pacer: FramePacer) -> None:
+        self._pacer = pacer
+
+    @property
+    def count(self) -> int:
+        return self._pacer.native.frames_committed
+
+    def summary(self) -> dict[str, float]:
+        """``{count, p50, p99, max, mean}`` in milliseconds over the kept samples (zeros when empty)."""
+        return _summary(self._pacer.native.emit_latency_ns(), self.count)
 
 
 class LatencyWindow:
@@ -109,14 +126,4 @@ class LatencyWindow:
 
     def summary(self) -> dict[str, float]:
         """``{count, p50, p99, max, mean}`` in milliseconds over the kept samples (zeros when empty)."""
-        kept = self._samples[: min(self._count, len(self._samples))]
-        if kept.size == 0:
-            return {"count": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0, "mean_ms": 0.0}
-        p50, p99 = np.percentile(kept, [50, 99])
-        return {
-            "count": self._count,
-            "p50_ms": float(p50) / 1e6,
-            "p99_ms": float(p99) / 1e6,
-            "max_ms": float(kept.max()) / 1e6,
-            "mean_ms": float(kept.mean()) / 1e6,
-        }
+        return _summary(self._samples[: min(self._count, len(self._samples))], self._count)

@@ -2,9 +2,10 @@
 
 A ``VideoTrack`` lives as long as the engine and owns nothing per session but counters: its
 ``FrameRing`` and ``Encoder`` are created once, when the engine loads (see ``engine.py``). ``emit`` and
-``frame()`` run on the session thread (or a thread the model started), hold the GIL only to validate,
-and hand the bytes to the core, which copies them with the GIL released (``FrameRing.write``) or lets
-the model write straight into a slot (``frame()``).
+``frame()`` run on the session thread (or a thread the model started) and cost one native call each
+(``_C.FrameWriter``): it validates, stamps and paces the frame (``_C.FramePacer``), copies it with the
+GIL released, commits it and records its latency; or it hands out a cached writable view of a slot
+for the model to write in place (``frame()``). Neither allocates a Python object per frame.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from reactor_engine import _C
+from reactor_engine.context import get_ctx
 from reactor_engine.errors import FrameError, InvalidArgumentError, NoActiveSession, ReactorTimeoutError
-from reactor_engine.pacing import FramePacer, LatencyWindow
+from reactor_engine.pacing import EmitLatency, FramePacer
 
 if TYPE_CHECKING:
-    from reactor_engine import _C
     from reactor_engine.context import SessionContext
 
 __all__ = ["Track", "VideoOut", "VideoTrack"]
@@ -106,31 +106,44 @@ class VideoTrack:
         self.max_width = ring.max_width
         self.max_height = ring.max_height
         self._default_size = (height, width)
-        self._emit_timeout = emit_timeout
-        # Preallocated at engine start: emit(None) slices it, so a black frame costs no allocation.
-        self._black: Frame = np.zeros((self.max_height, self.max_width, 3), dtype=np.uint8)
         self.pacer = FramePacer(fps, max_fps=max_fps)
-        self.emit_latency = LatencyWindow()
+        self.emit_latency = EmitLatency(self.pacer)
+        # The per-frame path (one native call per emit / acquire / commit); it keeps the last frame's
+        # size, which emit(None) (a black frame) and frame() without a size use.
+        self._writer = _C.FrameWriter(ring, self.pacer.native, emit_timeout, width, height)
         self._session: SessionContext | None = None
         # The packet consumer side: only ``owner`` (the session now using this track) pops packets,
         # under this lock, so claiming the track for a new session cannot race an old reader.
         self.consumer_lock = threading.Lock()
         self.owner: object | None = None
-        self._size = self._default_size
         self._latest: Frame | None = None
+        self._latest_is_batch = False
         self._converter: Any = None  # the core's CudaConverter, made on the first CUDA frame; False: none
-        self.frames_committed = 0
-        self.first_commit_ns = 0
-        self.first_pts_ns = 0
-        self.last_pts_ns = 0
 
     @property
     def width(self) -> int:
-        return self._size[1]
+        return self._writer.width
 
     @property
     def height(self) -> int:
-        return self._size[0]
+        return self._writer.height
+
+    # What the core recorded of this session's commits (its pacer, reset at begin_session).
+    @property
+    def frames_committed(self) -> int:
+        return self.pacer.native.frames_committed
+
+    @property
+    def first_commit_ns(self) -> int:
+        return self.pacer.native.first_commit_ns
+
+    @property
+    def first_pts_ns(self) -> int:
+        return self.pacer.native.first_pts_ns
+
+    @property
+    def last_pts_ns(self) -> int:
+        return self.pacer.native.last_pts_ns
 
     # -- session binding (engine thread) ---------------------------------------------------------
 
@@ -166,17 +179,16 @@ class VideoTrack:
 
     def begin_session(self, ctx: SessionContext) -> None:
         self._session = ctx
-        self._size = self._default_size
+        self._writer.set_size(self._default_size[1], self._default_size[0])
         self._latest = None
         self.pacer.reset()
-        self.emit_latency.reset()
-        self.frames_committed = 0
-        self.first_commit_ns = 0
-        self.first_pts_ns = 0
-        self.last_pts_ns = 0
 
     def end_session(self) -> None:
         self._session = None
+
+    def interrupt(self) -> None:
+        """Any thread: the session is stopping; a pacing wait in ``emit``/``frame()`` returns now."""
+        self.pacer.stop()
 
     # -- producer side (session thread) ----------------------------------------------------------
 
@@ -187,56 +199,49 @@ class VideoTrack:
         protocol. A poll point: queued commands are applied first. ``bucket`` is accepted for seed-era
         compatibility; each track here has its own ring, so no bucket has to wait for another track.
         """
-        ctx = self._poll()
+        # The poll point, inline (a Python call costs ~10 us when caches are cold between frames).
+        ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
+        if ctx is not self._session:
+            raise self._not_in(ctx)
+        ctx._poll_point()
         if bucket is not None and (not isinstance(bucket, int) or bucket < 0):
             raise FrameError(f"bucket must be a non-negative int or None; got {bucket!r}")
-        if _is_cuda_tensor(frame) and self._emit_cuda(ctx, frame):
-            return
-        frames = self._black[: self.height, : self.width] if frame is None else self._as_frames(frame)
-        count = 1 if frames.ndim == 3 else frames.shape[0]
-        self.pacer.begin_batch(count)
-        for i in range(count):
-            # Any: numpy's stubs declare the buffer protocol only for Python >= 3.12.
-            one: Any = frames if frames.ndim == 3 else frames[i]
-            pts_ns, wait_ns = self.pacer.next_frame()
-            if wait_ns:
-                ctx._pace_wait(wait_ns)
-            started = time.monotonic_ns()
-            self.ring.write(one, None, pts_ns, self._emit_timeout)
-            self._committed(started, pts_ns)
-        self._size = (frames.shape[-3], frames.shape[-2])
-        self._latest = None if frame is None else (frames if frames.ndim == 3 else frames[-1])
+        if frame is not None and type(frame) is not np.ndarray:
+            if _is_cuda_tensor(frame) and self._emit_cuda(frame):
+                return
+            frame = self._to_numpy(frame)
+        # Validation, pacing, the copy (GIL released), the commit and its bookkeeping: one native call.
+        ndim = self._writer.emit(frame)
+        if not ndim:  # not a frame the ring takes: say why
+            self._check_frames(tuple(frame.shape), frame.dtype, frame.dtype == np.uint8)
+            raise FrameError(f"frame of shape {frame.shape} cannot be read as a buffer; {self._takes()}")
+        self._latest = frame  # a batch's last frame is sliced out by latest(), not per emit
+        self._latest_is_batch = ndim == 4
 
-    @contextmanager
-    def frame(self, width: int | None = None, height: int | None = None) -> Iterator[Frame]:
+    def frame(self, width: int | None = None, height: int | None = None) -> AbstractContextManager[Frame]:
         """Write one frame in place: ``with track.frame() as buf: buf[...] = ...`` (zero-copy).
 
         ``buf`` is a writable ``(height, width, 3)`` uint8 view of a ring slot (``torch.from_numpy(buf)``
-        shares it). The slot is committed when the block exits, aborted if it raises. ``buf`` must not
-        be used after the block. Such frames are not kept for ``latest()``.
+        shares it); the size defaults to the last frame's. The slot is committed, paced, when the block
+        exits, aborted if it raises. ``buf`` must not be used after the block (the slot then belongs to
+        the encoder, and the same view is handed out again later). A poll point. Such frames are not
+        kept for ``latest()``.
         """
-        ctx = self._poll()
-        height = self.height if height is None else height
-        width = self.width if width is None else width
-        self._check_size(height, width)
-        started = time.monotonic_ns()
-        slot = self.ring.acquire(width, height, self._emit_timeout)
-        try:
-            view: Frame = np.asarray(slot)
-            yield view
-        except BaseException:
-            self.ring.abort(slot)
-            raise
-        self.pacer.begin_batch(1)
-        pts_ns, wait_ns = self.pacer.next_frame()
-        if wait_ns:
-            ctx._pace_wait(wait_ns)
-        self.ring.commit(slot, None, pts_ns)
-        self._committed(started, pts_ns)
-        self._size = (height, width)
+        # The poll point, inline (a Python call costs ~10 us when caches are cold between frames).
+        ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
+        if ctx is not self._session:
+            raise self._not_in(ctx)
+        ctx._poll_point()
+        if width is not None or height is not None:
+            self._check_size(
+                self.height if height is None else height, self.width if width is None else width
+            )
         self._latest = None
+        # The native writer is the context manager: entering and leaving the block are C calls.
+        manager: AbstractContextManager[Frame] = self._writer.frame(width or 0, height or 0)
+        return manager
 
-    def _emit_cuda(self, ctx: SessionContext, tensor: Any) -> bool:
+    def _emit_cuda(self, tensor: Any) -> bool:
         """CUDA uint8 frames straight into ring slots through the core's converter; False without it."""
         converter = self._cuda_converter()
         if converter is None:
@@ -245,22 +250,16 @@ class VideoTrack:
         batch = tensor.detach() if tensor.dim() == 4 else tensor.detach()[None]
         height, width = int(batch.shape[1]), int(batch.shape[2])
         stream = sys.modules["torch"].cuda.current_stream(tensor.device).cuda_stream
-        self.pacer.begin_batch(int(batch.shape[0]))
-        for one in batch:
+        writer = self._writer
+        for i, one in enumerate(batch):
             one = one.contiguous()
-            pts_ns, wait_ns = self.pacer.next_frame()
-            if wait_ns:
-                ctx._pace_wait(wait_ns)
-            started = time.monotonic_ns()
-            slot = self.ring.acquire(width, height, self._emit_timeout)
+            slot = writer.acquire(width, height)
             try:
                 converter.convert(one.data_ptr(), "uint8", "hwc", "0_255", width, height, slot, stream)
             except BaseException:
-                self.ring.abort(slot)
+                writer.abort()
                 raise
-            self.ring.commit(slot, None, pts_ns)
-            self._committed(started, pts_ns)
-        self._size = (height, width)
+            writer.commit(int(batch.shape[0]) if i == 0 else 0)  # paced as one batch
         self._latest = None
         return True
 
@@ -274,27 +273,13 @@ class VideoTrack:
 
     def latest(self) -> Frame | None:
         """The last frame passed to ``emit`` in this session (a reference, not a copy), else ``None``."""
-        return self._latest
+        latest = self._latest
+        return latest[-1] if latest is not None and self._latest_is_batch else latest
 
-    def _poll(self) -> SessionContext:
-        from reactor_engine.context import get_ctx
-
-        ctx = get_ctx()
-        if ctx is not self._session:
-            raise NoActiveSession(
-                f"track '{self.name}' is not part of session {ctx.session_id}; it was ended or never started"
-            )
-        ctx._poll()
-        return ctx
-
-    def _committed(self, started_ns: int, pts_ns: int) -> None:
-        now = time.monotonic_ns()
-        self.emit_latency.record(now - started_ns)
-        if self.frames_committed == 0:
-            self.first_commit_ns = now
-            self.first_pts_ns = pts_ns
-        self.last_pts_ns = pts_ns
-        self.frames_committed += 1
+    def _not_in(self, ctx: SessionContext) -> NoActiveSession:
+        return NoActiveSession(
+            f"track '{self.name}' is not part of session {ctx.session_id}; it was ended or never started"
+        )
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -309,11 +294,6 @@ class VideoTrack:
                 f"frame is {width}x{height} (WxH); track '{self.name}' takes at most "
                 f"{self.max_width}x{self.max_height} (raise --engine.max_width / --engine.max_height)"
             )
-
-    def _as_frames(self, frame: Any) -> Frame:
-        array = self._to_numpy(frame)
-        self._check_frames(tuple(array.shape), array.dtype, array.dtype == np.uint8)
-        return array
 
     def _check_frames(self, shape: tuple[int, ...], dtype: object, is_uint8: bool) -> None:
         # dtype is named only in an error: str(np.dtype) costs more than the rest of the check.

@@ -1,6 +1,10 @@
-"""FramePacer: fixed-rate pacing, automatic pacing and its upper bound, on a fake clock."""
+"""FramePacer (the core's, through its Python wrapper): fixed-rate pacing, automatic pacing and its
+upper bound, on a fake clock; and the interruptible wait the track's native emit uses."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import pytest
 
@@ -63,3 +67,28 @@ def test_fixed_rate_pacing_is_unchanged_by_the_cap():
 def test_a_negative_cap_is_refused():
     with pytest.raises(ValueError, match="max_fps must be >= 0"):
         FramePacer(0, max_fps=-1)
+
+
+def test_fixed_rate_rebases_a_late_producer_instead_of_bursting():
+    clock = FakeClock()
+    pacer = FramePacer(10, clock)  # 100 ms period
+    first = _run(pacer, clock, 2, 0)
+    clock.now += 500_000_000  # the model stalls for five frames
+    pacer.begin_batch(1)
+    pts, wait = pacer.next_frame()
+    assert (first[1] - first[0], wait, pts) == (100_000_000, 0, clock.now)
+    assert pacer.late_frames == 1
+    pacer.begin_batch(1)
+    assert pacer.next_frame() == (clock.now + 100_000_000, 100_000_000)  # the clock continues from there
+
+
+def test_stop_cuts_a_pacing_wait_short_until_reset():
+    pacer = FramePacer(1)
+    due = time.monotonic_ns() + 60_000_000_000  # a minute away
+    threading.Timer(0.05, pacer.stop).start()
+    started = time.monotonic()
+    assert pacer.native.wait_until(due) is False  # stopped, not reached
+    assert time.monotonic() - started < 30
+    assert pacer.native.wait_until(due) is False  # a later wait returns at once too
+    pacer.reset()
+    assert pacer.native.wait_until(time.monotonic_ns() + 1_000_000) is True  # reached its due time

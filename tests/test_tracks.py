@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import re
+import time
 
 import numpy as np
 import pytest
@@ -220,3 +221,38 @@ def test_cuda_tensors_are_accepted(engine):
     tensor[1] = 7
     _, frames = _session(engine, lambda track: track.emit(tensor))
     assert [(int(f.min()), int(f.max())) for f in frames] == [(99, 99), (7, 7)]
+
+
+def test_a_stop_interrupts_an_emit_waiting_for_its_pacing_slot():
+    @model(name="slow-paced")
+    class SlowPaced(VideoModel):
+        def __init__(self, config):
+            self.emitted = 0
+
+        def start_session(self):
+            track = get_ctx().get_track()
+            while not get_ctx().should_stop():
+                track.emit(None)  # the second waits 100 s for its turn unless the stop cuts it short
+                self.emitted += 1
+
+    config = {"max_width": 64, "max_height": 48, "width": 32, "height": 24, "codec": "raw", "fps": 0.01}
+    with Engine(SlowPaced, engine_config=config) as eng:
+        session = eng.session()
+        session.next_packet(timeout=10).release()
+        started = time.monotonic()
+        session.stop()
+        assert session.wait(30)
+        assert time.monotonic() - started < 30
+        assert eng.model.emitted == 2  # the waiting frame was committed at the stop, then the loop ended
+
+
+def test_frame_without_a_size_takes_the_last_emitted_frames_size(engine):
+    def job(track):
+        track.emit(np.full((8, 16, 3), 5, np.uint8))
+        with track.frame() as buf:
+            buf[...] = 6
+            return buf.shape
+
+    _, frames = _session(engine, job)
+    assert engine.model.result == (8, 16, 3)
+    assert [(f.shape, int(f.max())) for f in frames] == [((8, 16, 3), 5), ((8, 16, 3), 6)]

@@ -8,6 +8,7 @@ namespace reactor::bindings {
 void init_errors(pybind11::module_& m);
 void init_arena(pybind11::module_& m);
 void init_ring(pybind11::module_& m);
+void init_writer(pybind11::module_& m);  // FramePacer, FrameWriter: the track's per-frame path
 void init_packets(pybind11::module_& m);
 void init_encoder(pybind11::module_& m);
 void init_input(pybind11::module_& m);  // InputRing, InputFrame, Decoder

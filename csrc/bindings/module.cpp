@@ -8,6 +8,7 @@ PYBIND11_MODULE(_C, m) {
   reactor::bindings::init_errors(m);
   reactor::bindings::init_arena(m);
   reactor::bindings::init_ring(m);
+  reactor::bindings::init_writer(m);  // after the ring: FrameWriter takes a FrameRing
   reactor::bindings::init_packets(m);
   reactor::bindings::init_encoder(m);
   reactor::bindings::init_input(m);

@@ -1,9 +1,14 @@
 // Python binding of FrameRing and FrameSlot (buffer protocol + __dlpack__); blocking calls release the GIL.
+// The track's per-frame path (FramePacer, FrameWriter) is in writer.cpp.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bindings/bindings.h"
 #include "bindings/dlpack.h"

@@ -11,6 +11,7 @@
 
 #include "core/ErrorStash.h"
 #include "core/FrameMeta.h"
+#include "core/FramePacer.h"
 #include "core/HostArena.h"
 #include "core/Stats.h"
 
@@ -51,12 +52,19 @@ class FrameRing {
 
   // Producer side. timeout_ns < 0 waits without limit (block policy only ever waits).
   AcquiredSlot acquire(int64_t width, int64_t height, int64_t timeout_ns);
+  // acquire that never waits: false (and `out` untouched) where the block policy would wait.
+  bool try_acquire(int64_t width, int64_t height, AcquiredSlot& out);
   // frame_index < 0: the next of the ring's own counter; pts_ns < 0: the commit time.
   int64_t commit(int slot, uint64_t ticket, int64_t frame_index = -1, int64_t pts_ns = -1);
   void abort(int slot, uint64_t ticket);
   // The copying emit: acquire, copy a (height, width, 3) uint8 frame with any byte strides, commit.
   int64_t write(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides, int64_t frame_index,
                 int64_t pts_ns, int64_t timeout_ns);
+  // The paced copying emit of one frame (the caller has called pacer.begin_batch for its batch):
+  // the pacer stamps it and holds the producer to the rate (cut short by pacer.stop()), then acquire,
+  // copy, commit, and the pacer records the emit latency (copy start to commit, the wait excluded).
+  int64_t write_paced(const uint8_t* src, int64_t width, int64_t height, const FrameStrides& strides, FramePacer& pacer,
+                      int64_t timeout_ns);
 
   // Consumer side. take blocks until a ready slot (oldest first), close, or cancel; -1 for the latter.
   int take(const std::atomic<bool>& cancel);
@@ -86,6 +94,8 @@ class FrameRing {
  private:
   enum class SlotState : uint8_t { Free, Writing, Ready, Encoding };
 
+  AcquiredSlot acquire_locked(std::unique_lock<std::mutex>& lock, int64_t width, int64_t height, int64_t timeout_ns,
+                              int64_t t_start);
   void check_open_locked() const;
   void check_held_locked(int slot, uint64_t ticket, const char* action) const;
   int find_free_locked() const;
@@ -109,8 +119,9 @@ class FrameRing {
   std::vector<int> ready_;  // FIFO of ready slots as a circular buffer of capacity slots_
   int ready_head_ = 0;
   int ready_size_ = 0;
-  int writing_ = -1;  // the slot the producer holds, or -1
-  int encoding_ = 0;  // slots the consumer holds
+  int writing_ = -1;               // the slot the producer holds, or -1
+  int encoding_ = 0;               // slots the consumer holds
+  bool consumer_waiting_ = false;  // the consumer sleeps in take(): only then does commit notify it
   uint64_t next_ticket_ = 1;
   int64_t next_frame_index_ = 0;
   bool closed_ = false;

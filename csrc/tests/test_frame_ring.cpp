@@ -1,11 +1,16 @@
-// FrameRing: ordering and wraparound, each policy's counts, bad input, close.
+// FrameRing: ordering and wraparound, each policy's counts, bad input, close, the copy; the paced
+// write and its FramePacer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
+#include "core/Clock.h"
 #include "core/Error.h"
+#include "core/FramePacer.h"
 #include "core/FrameRing.h"
 
 using namespace reactor;
@@ -145,4 +150,88 @@ TEST(FrameRing, WriteCopiesStridedFrames) {
     }
   }
   ring.release(slot);
+}
+
+TEST(FrameRing, WriteStreamsLargeFramesAndKeepsEveryByte) {
+  // 320x280x3 = 268800 bytes: over the streaming-store threshold, with an unaligned row length, once
+  // packed (one span) and once with a padded row stride (row by row).
+  const int64_t width = 320, height = 280;
+  FrameRing ring(2, width + 1, height, RingPolicy::DropOldest);
+  for (const int64_t row_stride : {width * 3, width * 3 + 7}) {
+    std::vector<uint8_t> src(static_cast<size_t>(row_stride * height));
+    for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 31 + 7);
+    ring.write(src.data(), width, height, FrameStrides{row_stride, 3, 1}, -1, -1, 0);
+    std::atomic<bool> cancel{false};
+    const int slot = ring.take(cancel);
+    const uint8_t* out = ring.slot_data(slot);
+    bool same = true;
+    for (int64_t y = 0; y < height; ++y) {
+      same = same && std::equal(out + y * width * 3, out + (y + 1) * width * 3, src.data() + y * row_stride);
+    }
+    ring.release(slot);
+    EXPECT_TRUE(same) << "row stride " << row_stride;
+  }
+}
+
+TEST(FrameRing, TryAcquireNeverWaitsUnderBlock) {
+  FrameRing ring(2, 4, 2, RingPolicy::Block);
+  AcquiredSlot slot;
+  ASSERT_TRUE(ring.try_acquire(4, 2, slot));
+  ring.commit(slot.slot, slot.ticket);
+  commit_frame(ring, 2);
+  EXPECT_FALSE(ring.try_acquire(4, 2, slot));  // both slots ready: block would wait
+  EXPECT_EQ(ring.stats().counters.block_timeouts.load(), 0u);
+  take_one(ring);
+  EXPECT_TRUE(ring.try_acquire(4, 2, slot));
+  EXPECT_THROW(ring.try_acquire(4, 2, slot), StateError);  // one producer: commit first
+}
+
+TEST(FrameRing, CommitWakesAConsumerAsleepInTake) {
+  FrameRing ring(2, 4, 2, RingPolicy::Block);
+  std::atomic<int64_t> taken{-1};
+  std::thread consumer([&] { taken = take_one(ring).first; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // most likely asleep in take() by now
+  commit_frame(ring, 9);
+  consumer.join();
+  EXPECT_EQ(taken.load(), 0);
+}
+
+TEST(FramePacer, WritePacedStampsAtTheFixedRateAndRecordsEachCommit) {
+  FrameRing ring(4, 4, 2, RingPolicy::DropOldest);
+  FramePacer pacer(200, 0);  // 5 ms apart
+  const uint8_t src[4 * 2 * 3] = {};
+  pacer.begin_batch(3, now_ns());
+  const int64_t started = now_ns();
+  for (int i = 0; i < 3; ++i) ring.write_paced(src, 4, 2, FrameStrides{12, 3, 1}, pacer, 0);
+  EXPECT_GE(now_ns() - started, 10'000'000);  // frames 2 and 3 waited for their turn
+  EXPECT_EQ(pacer.frames_committed(), 3u);
+  // Exact spacing unless a frame came over a period late (a loaded machine): then the pacer rebased
+  // its clock on that frame (counted), and the frames are still at least a period apart.
+  const bool on_time = pacer.late_frames() == 0;
+  if (on_time) EXPECT_EQ(pacer.last_pts_ns() - pacer.first_pts_ns(), 10'000'000);
+  int64_t latency[8];
+  ASSERT_EQ(pacer.latency_samples(latency, 8), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_GT(latency[i], 0);
+  std::atomic<bool> cancel{false};
+  int64_t previous = -1;
+  for (int i = 0; i < 3; ++i) {
+    const int slot = ring.take(cancel);
+    if (previous >= 0 && on_time) EXPECT_EQ(ring.meta(slot).pts_ns - previous, 5'000'000);
+    if (previous >= 0) EXPECT_GE(ring.meta(slot).pts_ns - previous, 5'000'000);
+    previous = ring.meta(slot).pts_ns;
+    ring.release(slot);
+  }
+}
+
+TEST(FramePacer, StopFromAnotherThreadEndsAWaitAndLaterOnesUntilReset) {
+  FramePacer pacer(1, 0);
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    pacer.stop();
+  });
+  EXPECT_FALSE(pacer.wait_until(now_ns() + 60'000'000'000));  // a minute away: cut short
+  stopper.join();
+  EXPECT_FALSE(pacer.wait_until(now_ns() + 60'000'000'000));
+  pacer.reset();
+  EXPECT_TRUE(pacer.wait_until(now_ns() + 1'000'000));
 }
