@@ -2,6 +2,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/bindings.h"
+#include "bindings/gil.h"
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "reactor-engine native core: HostArena, FrameRing, Encoder, PacketQueue; InputRing, Decoder, AudioRing.";
@@ -14,4 +15,7 @@ PYBIND11_MODULE(_C, m) {
   reactor::bindings::init_input(m);
   reactor::bindings::init_audio(m);
   reactor::bindings::init_cuda(m);
+  // Blocking calls that return once Python's exit has begun park their (daemon) thread: gil.h.
+  pybind11::module_::import("atexit").attr("register")(
+      pybind11::cpp_function([] { reactor::bindings::mark_python_exiting(); }));
 }
