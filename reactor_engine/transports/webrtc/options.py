@@ -6,9 +6,12 @@ import ipaddress
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactor_engine.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import reactor_webrtc as rtc
 
 __all__ = ["LOOPBACK_ORIGINS", "IceServer", "WebRtcOptions", "origin_allowed"]
 
@@ -96,6 +99,18 @@ class WebRtcOptions:
     min_bitrate: int = 30_000
     candidate_buffer: int = 64
     connections_kept: int = 64
+
+    def rtc_configuration(self) -> rtc.RtcConfiguration:
+        """libwebrtc's configuration of each server peer: these ICE servers and UDP ports, max-bundle."""
+        import reactor_webrtc as rtc  # here, not at import: the CLI parses these flags without it
+
+        servers = [rtc.IceServer(list(s.urls), s.username, s.credential) for s in self.ice_servers]
+        return rtc.RtcConfiguration(
+            ice_servers=servers,
+            min_port=self.port_min,
+            max_port=self.port_max,
+            bundle_policy=rtc.BundlePolicy.MaxBundle,
+        )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ice_servers", tuple(self.ice_servers))

@@ -107,7 +107,7 @@ class Peer:
         observer.on_track = self._native_track
         self._observer = observer
         self.pc: rtc.PeerConnection | None = peer_connection_factory().create_peer_connection(
-            _rtc_configuration(options), observer
+            options.rtc_configuration(), observer
         )
         self.state: PeerState = "new"
         self.disconnects = 0  # times libwebrtc reported the link down (media paused meanwhile)
@@ -497,13 +497,3 @@ class Peer:
             "video": self.sender.stats(),
             "media": self.tracks.stats(),
         }
-
-
-def _rtc_configuration(options: WebRtcOptions) -> rtc.RtcConfiguration:
-    servers = [rtc.IceServer(list(s.urls), s.username, s.credential) for s in options.ice_servers]
-    return rtc.RtcConfiguration(
-        ice_servers=servers,
-        min_port=options.port_min,
-        max_port=options.port_max,
-        bundle_policy=rtc.BundlePolicy.MaxBundle,
-    )
