@@ -268,7 +268,15 @@ class Encoder:
         vp8_speed: int = -12,
         vp8_threads: int = 1,
         keyframe_interval: int = 300,
+        scheduling: str = "batch",
     ) -> None: ...
+    @property
+    def scheduling(self) -> str:
+        """The encoder thread's policy as applied: ``"batch"`` (its wake-ups never preempt the thread
+        that committed) or ``"normal"``; ``"normal"`` also when the kernel refused ``"batch"``."""
+    @property
+    def scheduling_error(self) -> int:
+        """The errno of applying the requested policy; 0 when it was applied."""
     @property
     def codec(self) -> str:
         """The primary output's codec."""

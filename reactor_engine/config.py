@@ -65,6 +65,7 @@ class EngineConfig(BaseModel):
     vp8_threads: int = Field(ge=1, le=16)
     keyframe_interval: int = Field(ge=0)
     packet_queue: int = Field(ge=1, le=1024)
+    encoder_scheduling: Literal["batch", "normal"]
     fps: float = Field(ge=0)
     max_fps: float = Field(ge=0)
     stop_grace: float = Field(gt=0)

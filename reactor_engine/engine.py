@@ -162,7 +162,13 @@ class Engine:
                 ring, codec=cfg.codec, quality=cfg.quality, subsampling=cfg.subsampling,
                 queue_capacity=cfg.packet_queue, extra_codecs=list(cfg.extra_codecs), bitrate=cfg.bitrate,
                 vp8_speed=cfg.vp8_speed, vp8_threads=cfg.vp8_threads, keyframe_interval=cfg.keyframe_interval,
+                scheduling=cfg.encoder_scheduling,
             )  # fmt: skip
+            if encoder.scheduling != cfg.encoder_scheduling:
+                _log.warning(
+                    "track '%s': the kernel refused encoder_scheduling=%s (%s); its encoder thread runs %s",
+                    name, cfg.encoder_scheduling, os.strerror(encoder.scheduling_error), encoder.scheduling,
+                )  # fmt: skip
             self._encoders.append(encoder)
             width = min(declared.width or cfg.width, cfg.max_width)
             height = min(declared.height or cfg.height, cfg.max_height)

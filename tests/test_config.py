@@ -142,6 +142,7 @@ def test_engine_defaults_come_from_the_shipped_file():
     assert cfg.ring_slots == 4
     assert cfg.codec == "jpeg"
     assert cfg.fps == 0.0
+    assert cfg.encoder_scheduling == "batch"
 
 
 def test_engine_overrides_are_checked():
@@ -158,6 +159,7 @@ def test_engine_overrides_are_checked():
         ("ring_slots=1", r"ring_slots: Input should be greater than or equal to 2"),
         ("ring_slots=many", r"--engine.ring_slots=many: 'ring_slots' is int"),
         ("width=4000", r"width x height 4000x720 exceeds max_width x max_height 1280x720"),
+        ("encoder_scheduling=fifo", r"encoder_scheduling: Input should be 'batch' or 'normal' \(got 'fifo'"),
     ],
 )
 def test_bad_engine_settings_are_errors(override, message):

@@ -14,7 +14,7 @@ import simplejpeg
 import torch
 from PIL import Image
 
-from reactor_engine import _C
+from reactor_engine import _C, errors
 
 STRESS_FRAMES = 100_000
 
@@ -256,3 +256,35 @@ def test_the_encoder_thread_is_named_for_tools():
             with open(f"/proc/self/task/{task}/comm") as comm:
                 names.add(comm.read().strip())
     assert "reactor-encode" in names
+
+
+def _encoder_threads() -> set[int]:
+    tids = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                if comm.read().strip() == "reactor-encode":
+                    tids.add(int(task))
+        except FileNotFoundError:  # a thread that ended while listing
+            pass
+    return tids
+
+
+@pytest.mark.parametrize(("scheduling", "policy"), [("batch", os.SCHED_BATCH), ("normal", os.SCHED_OTHER)])
+def test_the_encoder_thread_runs_under_the_requested_kernel_policy(scheduling, policy):
+    before = _encoder_threads()
+    with _C.Encoder(_C.FrameRing(2, 8, 8), scheduling=scheduling) as encoder:
+        (tid,) = _encoder_threads() - before
+        assert os.sched_getscheduler(tid) == policy  # what the kernel has, not what the object says
+        assert encoder.scheduling == scheduling
+        assert encoder.scheduling_error == 0
+
+
+def test_the_encoder_thread_is_a_batch_thread_by_default_and_names_the_policies_it_takes():
+    before = _encoder_threads()
+    with _C.Encoder(_C.FrameRing(2, 8, 8)) as encoder:
+        (tid,) = _encoder_threads() - before
+        assert os.sched_getscheduler(tid) == os.SCHED_BATCH
+        assert encoder.scheduling == "batch"
+    with pytest.raises(errors.InvalidArgumentError, match="expected 'batch' or 'normal'"):
+        _C.Encoder(_C.FrameRing(2, 8, 8), scheduling="fifo")

@@ -340,6 +340,13 @@ def test_close_stops_the_session_with_reason_shutdown(small_engine_config):
     assert engine.state == "closed"
 
 
+@pytest.mark.parametrize("scheduling", ["batch", "normal"])
+def test_the_engine_setting_encoder_scheduling_reaches_each_encoder_thread(small_engine_config, scheduling):
+    with Engine(Probe, engine_config={**small_engine_config, "encoder_scheduling": scheduling}) as engine:
+        for track in engine.tracks.values():
+            assert track.encoder.scheduling == scheduling
+
+
 def test_stats_report_first_frame_fps_latency_and_drops(small_engine_config):
     def job(m):
         for i in range(5):

@@ -52,20 +52,22 @@ void init_encoder(py::module_& m) {
       .def(py::init([](std::shared_ptr<FrameRing> ring, const std::string& codec, int quality,
                        const std::string& subsampling, int64_t queue_capacity,
                        const std::vector<std::string>& extra_codecs, int64_t bitrate, int vp8_speed, int vp8_threads,
-                       int keyframe_interval) {
+                       int keyframe_interval, const std::string& scheduling) {
              RE_CHECK(ring != nullptr, InvalidArgument, "an encoder needs a FrameRing, got None");
              CodecOptions options{
                  parse_codec(codec), quality,          parse_subsampling(subsampling), bitrate, vp8_speed,
                  vp8_threads,        keyframe_interval};
              std::vector<CodecKind> extra;
              for (const std::string& name : extra_codecs) extra.push_back(parse_codec(name));
-             return EncoderHandle{std::make_shared<Encoder>(std::move(ring), options, queue_capacity, extra), options};
+             const ThreadPolicy policy = parse_thread_policy(scheduling);
+             return EncoderHandle{std::make_shared<Encoder>(std::move(ring), options, queue_capacity, extra, policy),
+                                  options};
            }),
            py::arg("ring"), py::arg("codec") = "jpeg", py::arg("quality") = 90, py::arg("subsampling") = "420",
            py::arg("queue_capacity") = 8, py::kw_only(), py::arg("extra_codecs") = std::vector<std::string>{},
            py::arg("bitrate") = CodecOptions{}.bitrate_bps, py::arg("vp8_speed") = CodecOptions{}.vp8_speed,
            py::arg("vp8_threads") = CodecOptions{}.vp8_threads,
-           py::arg("keyframe_interval") = CodecOptions{}.keyframe_interval)
+           py::arg("keyframe_interval") = CodecOptions{}.keyframe_interval, py::arg("scheduling") = "batch")
       .def_property_readonly("codec", [](const EncoderHandle& h) { return codec_name(h.options.kind); })
       .def_property_readonly("codecs",
                              [](const EncoderHandle& h) {
@@ -74,6 +76,10 @@ void init_encoder(py::module_& m) {
                                return names;
                              })
       .def_property_readonly("quality", [](const EncoderHandle& h) { return h.options.quality; })
+      .def_property_readonly("scheduling",
+                             [](const EncoderHandle& h) { return thread_policy_name(h.encoder->thread_policy()); })
+      .def_property_readonly("scheduling_error",
+                             [](const EncoderHandle& h) { return h.encoder->thread_policy_error(); })
       .def_property_readonly("subsampling",
                              [](const EncoderHandle& h) { return subsampling_name(h.options.subsampling); })
       .def_property_readonly("vp8_speed", [](const EncoderHandle& h) { return h.options.vp8_speed; })

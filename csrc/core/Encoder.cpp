@@ -2,6 +2,7 @@
 #include "core/Encoder.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <string>
 
@@ -32,15 +33,23 @@ std::vector<std::unique_ptr<FrameCodec>> one_codec(std::unique_ptr<FrameCodec> c
 
 }  // namespace
 
+ThreadPolicy parse_thread_policy(const std::string& name) {
+  if (name == "batch") return ThreadPolicy::Batch;
+  if (name == "normal") return ThreadPolicy::Normal;
+  RE_THROW(InvalidArgument, "unknown encoder thread scheduling '", name, "'; expected 'batch' or 'normal'");
+}
+
+const char* thread_policy_name(ThreadPolicy policy) { return policy == ThreadPolicy::Batch ? "batch" : "normal"; }
+
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity,
-                 const std::vector<CodecKind>& extra_codecs)
-    : Encoder(std::move(ring), make_codecs(options, extra_codecs), queue_capacity, options.bitrate_bps) {}
+                 const std::vector<CodecKind>& extra_codecs, ThreadPolicy policy)
+    : Encoder(std::move(ring), make_codecs(options, extra_codecs), queue_capacity, options.bitrate_bps, policy) {}
 
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> codec, int64_t queue_capacity)
     : Encoder(std::move(ring), one_codec(std::move(codec)), queue_capacity) {}
 
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<FrameCodec>> codecs,
-                 int64_t queue_capacity, int64_t bitrate_bps)
+                 int64_t queue_capacity, int64_t bitrate_bps, ThreadPolicy policy)
     : ring_(std::move(ring)), bitrate_bps_(bitrate_bps) {
   RE_CHECK(ring_ != nullptr, InvalidArgument, "an encoder needs a frame ring");
   RE_CHECK(!ring_->closed(), Closed, "the frame ring is closed");
@@ -69,6 +78,10 @@ Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<Fr
   // Named here, not in run(), so it carries the name as soon as the constructor returns: told
   // apart in top, perf and py-spy (15 characters at most).
   pthread_setname_np(thread_.native_handle(), "reactor-encode");
+  const sched_param param{};  // priority 0: the only one SCHED_OTHER and SCHED_BATCH take
+  policy_error_ =
+      pthread_setschedparam(thread_.native_handle(), policy == ThreadPolicy::Batch ? SCHED_BATCH : SCHED_OTHER, &param);
+  policy_ = policy_error_ == 0 ? policy : ThreadPolicy::Normal;
 }
 
 Encoder::~Encoder() { close(); }

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -13,6 +14,22 @@
 #include "core/PacketQueue.h"
 
 namespace reactor {
+
+// How the kernel schedules the encoder thread.
+//   Batch (the default): SCHED_BATCH, which only stops the thread's wake-ups from preempting the thread
+//     that woke it; it still gets its fair share of the CPU.
+//   Normal: SCHED_OTHER, as any thread.
+// Note: why Batch. When a commit wakes the encoder, Linux places it on the committing thread's CPU
+// whenever its idle-CPU search finds nothing (on a 2-core VM it often finds nothing while the other
+// core idles: perf sched showed the encoder preempting the producer on CPU 1 for a whole encode,
+// 0.8 ms at 512x512, while CPU 0 ran idle). As a normal thread it preempts the producer at once,
+// so the model's emit (or frame() commit) returns only after the encode: a paced 720p emit took 2.69 ms
+// against a 0.69 ms np.copyto in the same run, 17-40 % of paced emits saw an involuntary context
+// switch. As a batch thread it runs when the producer next sleeps or the other core takes it: in the
+// same runs 1 % of emits were preempted, and delivery jitter and commit -> packet were no worse (docs/architecture.md).
+enum class ThreadPolicy { Normal, Batch };
+ThreadPolicy parse_thread_policy(const std::string& name);
+const char* thread_policy_name(ThreadPolicy policy);
 
 // What one output did; the encoder thread counts, any thread reads.
 struct OutputCounters {
@@ -35,10 +52,10 @@ class Encoder {
  public:
   // The primary codec options.kind, then one output per extra codec (same options otherwise).
   Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity,
-          const std::vector<CodecKind>& extra_codecs = {});
+          const std::vector<CodecKind>& extra_codecs = {}, ThreadPolicy policy = ThreadPolicy::Batch);
   // Takes ready-made codecs, the primary first: for tests that need one that fails.
   Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<FrameCodec>> codecs, int64_t queue_capacity,
-          int64_t bitrate_bps = CodecOptions{}.bitrate_bps);
+          int64_t bitrate_bps = CodecOptions{}.bitrate_bps, ThreadPolicy policy = ThreadPolicy::Batch);
   Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> codec, int64_t queue_capacity);
   ~Encoder();
   Encoder(const Encoder&) = delete;
@@ -55,6 +72,10 @@ class Encoder {
   const std::shared_ptr<FrameRing>& ring() const { return ring_; }
   CodecKind codec() const { return outputs_[0]->kind; }
   std::vector<CodecKind> codecs() const;  // primary first
+  // The thread's policy as applied at construction, and the errno of applying the requested one
+  // (0: applied; a sandbox may refuse sched_setscheduler, and the thread then runs normal).
+  ThreadPolicy thread_policy() const { return policy_; }
+  int thread_policy_error() const { return policy_error_; }
 
   // Any thread, no lock: applied from the next frame the encoder thread takes.
   void set_output_enabled(CodecKind codec, bool enabled);  // enabling one requests a key frame of it
@@ -89,6 +110,8 @@ class Encoder {
   std::atomic<int64_t> bitrate_bps_;
   std::atomic<bool> cancel_{false};
   std::atomic<bool> running_{false};
+  ThreadPolicy policy_ = ThreadPolicy::Normal;
+  int policy_error_ = 0;
   std::thread thread_;
 };
 
