@@ -172,6 +172,24 @@ class FrameWriter:
     def set_size(self, width: int, height: int) -> None: ...
     def emit(self, frame: Any, /) -> int:
         """Writes, paced: 3 or 4 (the frame's ndim); 0 if not (H, W, 3) / (N, H, W, 3) uint8 in size."""
+    def emit_fast(self, frame: Any, /) -> int:
+        """``emit(frame)`` when armed, on the arming thread, with no poll requested and ``frame`` an
+        ndarray or None; else -1 and nothing is done."""
+    def frame_fast(self) -> FrameWriter | None:
+        """``frame(0, 0)`` under the same conditions as ``emit_fast``; else None."""
+    def arm(self, valid_ns: int) -> None:
+        """From the session thread: ``emit_fast``/``frame_fast`` may act on this thread for ``valid_ns``
+        (-1: until disarmed or a poll is requested)."""
+    def disarm(self) -> None: ...
+    @property
+    def armed(self) -> bool: ...
+    def request_poll(self) -> None:
+        """Any thread: the next ``emit_fast``/``frame_fast`` returns -1/None (the poll point has work)."""
+    def take_poll_request(self) -> bool:
+        """Clears the request; True if there was one."""
+    def latest(self) -> tuple[Any, bool]:
+        """The last frame emitted (None after ``frame()`` or ``forget_latest``) and whether it was a batch."""
+    def forget_latest(self) -> None: ...
     def acquire(self, width: int, height: int, /) -> Any:
         """A writable (height, width, 3) uint8 ndarray view of a slot (0, 0: the last size)."""
     def commit(self, batch: int, /) -> None: ...

@@ -319,6 +319,15 @@ class CommandQueue:
         # empty() (C), so the poll point inside every emit runs no Python frame for commands.
         self.idle: Callable[[], bool] = self._idle_stateful if self._stateful else self._queue.empty
 
+    def quiet_ns(self) -> int:
+        """Right after ``apply_pending``: ns until a poll point has work again without a ``submit``
+        (-1: never; with command state, until its values are due to be read again)."""
+        if not self._stateful:
+            return -1
+        if self._state is None:
+            return 0
+        return max(0, int((_STATE_REFRESH_S - (time.monotonic() - self._state_read_at)) * 1e9))
+
     def _idle_stateful(self) -> bool:
         return (
             self._queue.empty()

@@ -131,8 +131,11 @@ class SessionContext:
         self.wake()
 
     def wake(self) -> None:
-        """Wake the session thread out of ``wait()`` or an input's blocked ``read`` (any thread)."""
+        """Wake the session thread out of ``wait()`` or an input's blocked ``read`` (any thread); the
+        next ``emit`` / ``frame()`` runs the whole poll point."""
         self._wake.set()
+        for track in self._tracks.values():
+            track.request_poll()
         if self._poller is not None:
             self._poller.wake()
 
@@ -150,6 +153,14 @@ class SessionContext:
         if self._poller is not None:
             self._poller.poll(dispatch)
         return applied
+
+    def _quiet_ns(self) -> int | None:
+        """On the session thread, right after a poll point: for how long (ns; -1: until woken) the
+        next poll points have nothing to do unless ``wake()`` is called; ``None``: no such promise
+        (another thread, an ended session, or input that each poll point releases)."""
+        if not self.active or _own.ctx is not self or self._poller is not None:
+            return None
+        return self.commands.quiet_ns()
 
     def _pace_wait(self, wait_ns: int) -> None:
         """Hold the producer for frame pacing; cut short by a stop."""

@@ -5,7 +5,8 @@ A ``VideoTrack`` lives as long as the engine and owns nothing per session but co
 ``frame()`` run on the session thread (or a thread the model started) and cost one native call each
 (``_C.FrameWriter``): it validates, stamps and paces the frame (``_C.FramePacer``), copies it with the
 GIL released, commits it and records its latency; or it hands out a cached writable view of a slot
-for the model to write in place (``frame()``). Neither allocates a Python object per frame.
+for the model to write in place (``frame()``). Neither allocates a Python object per frame, and on
+the session thread neither runs Python for the poll point while nothing waits for one (``_poll``).
 """
 
 from __future__ import annotations
@@ -116,8 +117,6 @@ class VideoTrack:
         # under this lock, so claiming the track for a new session cannot race an old reader.
         self.consumer_lock = threading.Lock()
         self.owner: object | None = None
-        self._latest: Frame | None = None
-        self._latest_is_batch = False
         self._converter: Any = None  # the core's CudaConverter, made on the first CUDA frame; False: none
 
     @property
@@ -178,16 +177,24 @@ class VideoTrack:
         return self.encoder.queue_for(codec)
 
     def begin_session(self, ctx: SessionContext) -> None:
+        self._writer.disarm()
         self._session = ctx
         self._writer.set_size(self._default_size[1], self._default_size[0])
-        self._latest = None
+        self._writer.forget_latest()
+        self._writer.take_poll_request()
         self.pacer.reset()
 
     def end_session(self) -> None:
+        self._writer.disarm()
         self._session = None
+
+    def request_poll(self) -> None:
+        """Any thread: the next emit / frame() runs the whole poll point (a command or input is waiting)."""
+        self._writer.request_poll()
 
     def interrupt(self) -> None:
         """Any thread: the session is stopping; a pacing wait in ``emit``/``frame()`` returns now."""
+        self._writer.request_poll()
         self.pacer.stop()
 
     # -- producer side (session thread) ----------------------------------------------------------
@@ -199,11 +206,11 @@ class VideoTrack:
         protocol. A poll point: queued commands are applied first. ``bucket`` is accepted for seed-era
         compatibility; each track here has its own ring, so no bucket has to wait for another track.
         """
-        # The poll point, inline (a Python call costs ~10 us when caches are cold between frames).
-        ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
-        if ctx is not self._session:
-            raise self._not_in(ctx)
-        ctx._poll_point()
+        # A numpy frame (or None) on the session thread with nothing for the poll point to do: one
+        # native call validates, paces, copies (GIL released) and commits it (see _poll).
+        if bucket is None and self._writer.emit_fast(frame) > 0:
+            return
+        self._poll()
         if bucket is not None and (not isinstance(bucket, int) or bucket < 0):
             raise FrameError(f"bucket must be a non-negative int or None; got {bucket!r}")
         if frame is not None and type(frame) is not np.ndarray:
@@ -211,12 +218,9 @@ class VideoTrack:
                 return
             frame = self._to_numpy(frame)
         # Validation, pacing, the copy (GIL released), the commit and its bookkeeping: one native call.
-        ndim = self._writer.emit(frame)
-        if not ndim:  # not a frame the ring takes: say why
+        if not self._writer.emit(frame):  # not a frame the ring takes: say why
             self._check_frames(tuple(frame.shape), frame.dtype, frame.dtype == np.uint8)
             raise FrameError(f"frame of shape {frame.shape} cannot be read as a buffer; {self._takes()}")
-        self._latest = frame  # a batch's last frame is sliced out by latest(), not per emit
-        self._latest_is_batch = ndim == 4
 
     def frame(self, width: int | None = None, height: int | None = None) -> AbstractContextManager[Frame]:
         """Write one frame in place: ``with track.frame() as buf: buf[...] = ...`` (zero-copy).
@@ -227,19 +231,37 @@ class VideoTrack:
         the encoder, and the same view is handed out again later). A poll point. Such frames are not
         kept for ``latest()``.
         """
-        # The poll point, inline (a Python call costs ~10 us when caches are cold between frames).
-        ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
-        if ctx is not self._session:
-            raise self._not_in(ctx)
-        ctx._poll_point()
+        # The native writer is the context manager: entering and leaving the block are C calls.
+        manager: AbstractContextManager[Frame] | None
+        if width is None and height is None:
+            manager = self._writer.frame_fast()  # None: the poll point has something to do
+            if manager is not None:
+                return manager
+        self._poll()
         if width is not None or height is not None:
             self._check_size(
                 self.height if height is None else height, self.width if width is None else width
             )
-        self._latest = None
-        # The native writer is the context manager: entering and leaving the block are C calls.
-        manager: AbstractContextManager[Frame] = self._writer.frame(width or 0, height or 0)
+        manager = self._writer.frame(width or 0, height or 0)
         return manager
+
+    def _poll(self) -> None:
+        """The poll point of emit / frame() in Python, and arming its native half.
+
+        Every wake-up of the session (a queued command, a stop, new input) requests a poll point of the
+        writer; the request is taken before the commands are applied, so one queued meanwhile is seen at
+        the next emit. On the session thread of a session without media polling (inputs), the writer is
+        then armed: the next emits skip this method until something requests a poll point again (or
+        the command state is due to be read again).
+        """
+        ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
+        if ctx is not self._session:
+            raise self._not_in(ctx)
+        self._writer.take_poll_request()
+        ctx._poll_point()
+        quiet_ns = ctx._quiet_ns()
+        if quiet_ns is not None:
+            self._writer.arm(quiet_ns)
 
     def _emit_cuda(self, tensor: Any) -> bool:
         """CUDA uint8 frames straight into ring slots through the core's converter; False without it."""
@@ -260,7 +282,7 @@ class VideoTrack:
                 writer.abort()
                 raise
             writer.commit(int(batch.shape[0]) if i == 0 else 0)  # paced as one batch
-        self._latest = None
+        writer.forget_latest()
         return True
 
     def _cuda_converter(self) -> Any:
@@ -273,8 +295,9 @@ class VideoTrack:
 
     def latest(self) -> Frame | None:
         """The last frame passed to ``emit`` in this session (a reference, not a copy), else ``None``."""
-        latest = self._latest
-        return latest[-1] if latest is not None and self._latest_is_batch else latest
+        latest, batch = self._writer.latest()
+        frame: Frame | None = latest[-1] if latest is not None and batch else latest
+        return frame
 
     def _not_in(self, ctx: SessionContext) -> NoActiveSession:
         return NoActiveSession(

@@ -1,9 +1,11 @@
 // Python binding of the track's per-frame path: FramePacer (pacing, the commit record) and FrameWriter
 // (the paced copying emit and the zero-copy acquire/commit, as bare C-API methods); waits release the GIL.
+#include <pthread.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -39,6 +41,16 @@ struct FrameWriter {
   int64_t started_ns = 0;
   int64_t width, height;                    // the last frame's size: what emit(None) and a bare acquire use
   int64_t next_width = 0, next_height = 0;  // the size the next __enter__ acquires (0: the last)
+  py::object latest;                        // the last frame emitted (a reference), None after frame()
+  bool latest_batch = false;                // ... and whether it was an (N, H, W, 3) batch
+
+  // The poll point's native half (see skip_poll_point): armed by the session thread once the
+  // track's Python side found nothing else for a poll point to do than apply commands, until
+  // armed_until_ns (-1: no limit; a model with command state reads it again every so often).
+  std::atomic<bool> armed{false};
+  std::atomic<bool> poll_requested{false};  // a command, a stop or new media since the last poll point
+  pthread_t session_thread{};
+  int64_t armed_until_ns = -1;
 
   FrameWriter(std::shared_ptr<FrameRing> r, std::shared_ptr<FramePacer> p, int64_t timeout, int64_t w, int64_t h)
       : ring(std::move(r)),
@@ -85,6 +97,19 @@ FrameWriter& writer_of(PyObject* self) {
   auto* instance = reinterpret_cast<py::detail::instance*>(self);
   if (instance->simple_layout) return *static_cast<FrameWriter*>(instance->simple_value_holder[0]);
   return py::cast<FrameWriter&>(py::handle(self));
+}
+
+// Note: the poll point without Python. emit and frame() are poll points (queued commands are applied
+// there); in Python the check costs 30-35 us p50 when caches are cold between paced frames (get_ctx, the
+// session check, the command queue), an eighth of a 512x512 copy. The track arms its writer from the
+// session thread when nothing but commands can need a poll point, and every command, stop or wake-up
+// requests one (poll_requested), so emit_fast / frame_fast skip Python exactly when the Python poll
+// point would have found nothing to do; anything else (another thread, a session ended, a request) goes
+// through the Python path.
+bool skip_poll_point(const FrameWriter& w) {
+  if (!w.armed.load(std::memory_order_acquire) || w.poll_requested.load(std::memory_order_acquire)) return false;
+  if (!pthread_equal(pthread_self(), w.session_thread)) return false;
+  return w.armed_until_ns < 0 || now_ns() < w.armed_until_ns;
 }
 
 bool int_arg(PyObject* arg, int64_t& out) {
@@ -158,13 +183,7 @@ bool read_frame(PyObject* frame, FrameSource& s) {
 
 // emit(frame) -> 3 or 4 (its ndim) once written, paced; 0 when the frame is not a (H, W, 3) or
 // (N, H, W, 3) uint8 buffer within the ring's size (the caller then says what is wrong); None: black.
-PyObject* writer_emit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 1) {
-    PyErr_SetString(PyExc_TypeError, "FrameWriter.emit(frame) takes 1 argument");
-    return nullptr;
-  }
-  FrameWriter& w = writer_of(self);
-  PyObject* frame = args[0];
+PyObject* emit_frame(FrameWriter& w, PyObject* frame) {
   FrameSource source;
   if (frame == Py_None) {
     source.src = w.black.data();
@@ -195,7 +214,32 @@ PyObject* writer_emit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   source.release();
   w.width = source.width;
   w.height = source.height;
+  w.latest = py::reinterpret_borrow<py::object>(frame);
+  w.latest_batch = source.ndim == 4;
   return PyLong_FromLong(source.ndim);
+}
+
+PyObject* writer_emit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 1) {
+    PyErr_SetString(PyExc_TypeError, "FrameWriter.emit(frame) takes 1 argument");
+    return nullptr;
+  }
+  return emit_frame(writer_of(self), args[0]);
+}
+
+// emit_fast(frame): emit, when the poll point has nothing to do and frame is an ndarray or None;
+// else -1, and the caller takes the Python path (poll point, conversions, then emit).
+PyObject* writer_emit_fast(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 1) {
+    PyErr_SetString(PyExc_TypeError, "FrameWriter.emit_fast(frame) takes 1 argument");
+    return nullptr;
+  }
+  FrameWriter& w = writer_of(self);
+  PyObject* frame = args[0];
+  if (!skip_poll_point(w) || (frame != Py_None && !py::detail::npy_api::get().PyArray_Check_(frame))) {
+    return PyLong_FromLong(-1);
+  }
+  return emit_frame(w, frame);
 }
 
 // The slot acquire of frame() / acquire(): a free slot is taken with the GIL held (nothing to wait
@@ -311,6 +355,18 @@ PyObject* writer_frame(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
   FrameWriter& w = writer_of(self);
   w.next_width = width;
   w.next_height = height;
+  w.latest = py::none();
+  Py_INCREF(self);
+  return self;
+}
+
+// frame_fast(): frame(0, 0) when the poll point has nothing to do, else None (the Python path).
+PyObject* writer_frame_fast(PyObject* self, PyObject* const*, Py_ssize_t) {
+  FrameWriter& w = writer_of(self);
+  if (!skip_poll_point(w)) Py_RETURN_NONE;
+  w.next_width = 0;
+  w.next_height = 0;
+  w.latest = py::none();
   Py_INCREF(self);
   return self;
 }
@@ -343,6 +399,10 @@ PyObject* writer_exit(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 PyMethodDef writer_methods[] = {
     {"emit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&writer_emit)), METH_FASTCALL,
      "emit(frame) -> ndim written (3 or 4), 0 if not an (H, W, 3) / (N, H, W, 3) uint8 frame in size; None: black"},
+    {"emit_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&writer_emit_fast)), METH_FASTCALL,
+     "emit_fast(frame) -> emit(frame) when armed and nothing waits for a poll point, else -1 (nothing done)"},
+    {"frame_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&writer_frame_fast)), METH_FASTCALL,
+     "frame_fast() -> frame(0, 0) when armed and nothing waits for a poll point, else None (nothing done)"},
     {"acquire", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&writer_acquire)), METH_FASTCALL,
      "acquire(width, height) -> writable ndarray view of a slot (0: the last size)"},
     {"commit", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&writer_commit)), METH_FASTCALL,
@@ -403,7 +463,23 @@ void init_writer(py::module_& m) {
       .def_property_readonly("width", [](const FrameWriter& w) { return w.width; })
       .def_property_readonly("height", [](const FrameWriter& w) { return w.height; })
       .def_property_readonly("holding", [](const FrameWriter& w) { return w.holding; })
-      .def("set_size", &FrameWriter::set_size, py::arg("width"), py::arg("height"));
+      .def("set_size", &FrameWriter::set_size, py::arg("width"), py::arg("height"))
+      .def(
+          "arm",
+          [](FrameWriter& w, int64_t valid_ns) {
+            w.session_thread = pthread_self();
+            w.armed_until_ns = valid_ns < 0 ? -1 : now_ns() + valid_ns;
+            w.armed.store(true, std::memory_order_release);
+          },
+          py::arg("valid_ns"))
+      .def("disarm", [](FrameWriter& w) { w.armed.store(false, std::memory_order_release); })
+      .def_property_readonly("armed", [](const FrameWriter& w) { return w.armed.load(); })
+      .def("request_poll", [](FrameWriter& w) { w.poll_requested.store(true, std::memory_order_release); })
+      .def("take_poll_request",
+           [](FrameWriter& w) { return w.poll_requested.exchange(false, std::memory_order_acq_rel); })
+      .def("latest",
+           [](const FrameWriter& w) { return std::make_pair(w.latest ? w.latest : py::none(), w.latest_batch); })
+      .def("forget_latest", [](FrameWriter& w) { w.latest = py::none(); });
   for (PyMethodDef& def : writer_methods) {
     py::object method =
         py::reinterpret_steal<py::object>(PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(writer_class.ptr()), &def));
