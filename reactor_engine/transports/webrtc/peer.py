@@ -285,7 +285,7 @@ class Peer:
                 _log.info("peer %d connected in %.3f s", self.cid, self.connected_at - self.created)
                 if self._gated is None:
                     self._arm("grace", self._options.channel_grace, self._grace_over)
-                elif self._resumed or not self._gated:
+                elif self._may_send():
                     self.sender.start()
                 if self._options.ping_timeout > 0:
                     self._arm("liveness", self._liveness_interval(), self._check_alive)
@@ -316,8 +316,12 @@ class Peer:
         self.state = "connected"
         down = time.monotonic() - self._disconnected_at
         _log.info("peer %d reconnected after %.1f s", self.cid, down)
-        if self._resumed or (self._gated is False and not self._paused):
+        if self._may_send():
             self.sender.start()
+
+    def _may_send(self) -> bool:
+        """Video flows while connected: resumed (a gated client), or ungated (js-sdk 2.9) and not paused."""
+        return self._resumed or (self._gated is False and not self._paused)
 
     def _on_channel(self, label: str, channel: rtc.DataChannel) -> None:
         self.messages.add(label, channel)
@@ -353,7 +357,7 @@ class Peer:
             # js-sdk 2.9: one data channel, v0 (its first ping comes 5 s later), never resumes.
             self._gated = False
             self.messages.assume_v0()
-            if not self._paused:
+            if self._may_send():
                 self.sender.start()
 
     def publish_refusal(self, name: str) -> str | None:
