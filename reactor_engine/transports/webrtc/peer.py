@@ -21,7 +21,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import reactor_webrtc as rtc
@@ -36,7 +35,7 @@ from reactor_engine.transports.webrtc.media import (
     peer_connection_factory,
     post_to_loop,
 )
-from reactor_engine.transports.webrtc.sdp import with_candidates
+from reactor_engine.transports.webrtc.sdp import TrackMapping, with_candidates
 from reactor_engine.transports.webrtc.stats import outbound_stats
 from reactor_engine.transports.webrtc.tracks import PeerTracks
 
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     from reactor_engine.transports.hub import LiveSession, SessionHub
     from reactor_engine.transports.webrtc.options import WebRtcOptions
 
-__all__ = ["NegotiationError", "Peer", "TrackMapping", "outbound_stats"]
+__all__ = ["NegotiationError", "Peer", "outbound_stats"]
 
 _log = logging.getLogger("reactor_engine.webrtc")
 
@@ -58,17 +57,6 @@ _DECODER_WATCH_S = 0.5  # how often the decoders of the client's video are check
 
 class NegotiationError(ReactorError, ValueError):
     """An offer could not be answered: malformed SDP, or the connection closed meanwhile."""
-
-
-@dataclass(frozen=True)
-class TrackMapping:
-    """One entry of an offer's ``track_mapping``: a transceiver's ``mid`` and the track it carries.
-    ``direction`` is the client's (``recvonly``: the client receives the model's output)."""
-
-    mid: str
-    name: str
-    kind: str
-    direction: str
 
 
 class Peer:

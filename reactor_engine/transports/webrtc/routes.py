@@ -23,7 +23,7 @@ from reactor_engine import __version__
 from reactor_engine.transports.hub import HubError
 from reactor_engine.transports.web import error_response, hub_error_response
 from reactor_engine.transports.webrtc.options import origin_allowed
-from reactor_engine.transports.webrtc.peer import TrackMapping
+from reactor_engine.transports.webrtc.sdp import TrackMapping
 from reactor_engine.transports.webrtc.signaling import LEGACY_CONNECTION_ID, SessionPeers
 
 if TYPE_CHECKING:

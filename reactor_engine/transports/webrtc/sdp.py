@@ -1,4 +1,5 @@
-"""SDP text the signaling needs to touch: a sanity check of offers, the server's candidates in answers.
+"""SDP text the signaling needs to touch: a sanity check of offers, the server's candidates in answers,
+and an offer's ``track_mapping`` entries.
 
 The protocol has no route for the server's candidates to trickle back, so the answer carries them as
 ``a=candidate`` lines (the clients apply them with the answer). Pure functions, no I/O.
@@ -7,12 +8,24 @@ The protocol has no route for the server's candidates to trickle back, so the an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["MAX_SDP_BYTES", "check_offer", "with_candidates"]
+__all__ = ["MAX_SDP_BYTES", "TrackMapping", "check_offer", "with_candidates"]
 
 MAX_SDP_BYTES = 64 * 1024  # a reactor-sdk offer is ~5 KB, a browser's with candidates ~10 KB
 _HOST_TO_SRFLX_PRIORITY = (126 - 100) << 24  # RFC 8445 type preferences: host 126, srflx 100
+
+
+@dataclass(frozen=True)
+class TrackMapping:
+    """One entry of an offer's ``track_mapping``: a transceiver's ``mid`` and the track it carries.
+    ``direction`` is the client's (``recvonly``: the client receives the model's output)."""
+
+    mid: str
+    name: str
+    kind: str
+    direction: str
 
 
 class Candidate(Protocol):

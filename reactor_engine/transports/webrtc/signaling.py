@@ -21,8 +21,8 @@ import reactor_webrtc as rtc
 
 from reactor_engine.transports.hub import HubError
 from reactor_engine.transports.webrtc.media import SessionMedia
-from reactor_engine.transports.webrtc.peer import NegotiationError, Peer, TrackMapping
-from reactor_engine.transports.webrtc.sdp import check_offer
+from reactor_engine.transports.webrtc.peer import NegotiationError, Peer
+from reactor_engine.transports.webrtc.sdp import TrackMapping, check_offer
 
 if TYPE_CHECKING:
     from reactor_engine.transports.hub import LiveSession, SessionHub

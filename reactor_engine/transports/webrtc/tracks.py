@@ -49,11 +49,11 @@ from reactor_engine.errors import ReactorError
 from reactor_engine.transports.inbound import ErrorReports, MediaIn, MediaRefused, TrackTable
 from reactor_engine.transports.webrtc.channels import ignore
 from reactor_engine.transports.webrtc.media import peer_connection_factory, post_to_loop
+from reactor_engine.transports.webrtc.sdp import TrackMapping
 
 if TYPE_CHECKING:
     from reactor_engine.inputs import AudioInputTrack, AudioOutputTrack, VideoInputTrack
     from reactor_engine.transports.audio import AudioChunk
-    from reactor_engine.transports.webrtc.peer import TrackMapping
 
 __all__ = ["AudioReceiver", "AudioSender", "PeerTracks", "VideoReceiver", "trailer_length"]
 
