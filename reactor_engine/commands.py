@@ -329,11 +329,7 @@ class CommandQueue:
         return max(0, int((_STATE_REFRESH_S - (time.monotonic() - self._state_read_at)) * 1e9))
 
     def _idle_stateful(self) -> bool:
-        return (
-            self._queue.empty()
-            and self._state is not None
-            and time.monotonic() - self._state_read_at < _STATE_REFRESH_S
-        )
+        return self._queue.empty() and self.quiet_ns() > 0
 
     @property
     def state(self) -> CommandState | None:

@@ -194,7 +194,6 @@ class VideoTrack:
 
     def interrupt(self) -> None:
         """Any thread: the session is stopping; a pacing wait in ``emit``/``frame()`` returns now."""
-        self._writer.request_poll()
         self.pacer.stop()
 
     # -- producer side (session thread) ----------------------------------------------------------

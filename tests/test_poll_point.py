@@ -14,48 +14,37 @@ CONFIG = {"max_width": 32, "max_height": 24, "width": 32, "height": 24, "codec":
 FRAME = np.zeros((24, 32, 3), np.uint8)
 
 
-@model(name="poll-probe")
-class PollProbe(VideoModel):
+class _Probe(VideoModel):
+    """Runs ``self.job(default video track)`` as its session; ``value`` is what ``set_value`` sets."""
+
     def __init__(self, config=None):
         self.value = 0
         self.job = None
         self.result = None
 
+    def start_session(self):
+        self.result = self.job(get_ctx().get_track())
+
+
+@model(name="poll-probe")
+class PollProbe(_Probe):
     @command("set_value", state=lambda self: {"value": self.value})
     def set_value(self, value: int = 0):
         self.value = value
         return value
 
-    def start_session(self):
-        self.result = self.job(get_ctx().get_track())
-
 
 @model(name="poll-probe-stateless")
-class StatelessProbe(VideoModel):
-    def __init__(self, config=None):
-        self.value = 0
-        self.job = None
-        self.result = None
-
+class StatelessProbe(_Probe):
     @command("set_value")
     def set_value(self, value: int = 0):
         self.value = value
         return value
 
-    def start_session(self):
-        self.result = self.job(get_ctx().get_track())
-
 
 @model(name="poll-probe-input")
-class InputProbe(VideoModel):
+class InputProbe(_Probe):
     webcam = VideoIn()
-
-    def __init__(self, config=None):
-        self.job = None
-        self.result = None
-
-    def start_session(self):
-        self.result = self.job(get_ctx().get_track("main_video"))
 
 
 def _run(engine, job, during=None):
