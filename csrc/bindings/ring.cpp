@@ -151,6 +151,7 @@ py::dict stats_dict(FrameRing& ring) {
   out["frames_discarded"] = c.frames_discarded.load();
   out["block_timeouts"] = c.block_timeouts.load();
   out["encode_errors"] = c.encode_errors.load();
+  out["encoder_wakeups"] = c.encoder_wakeups.load();
   py::dict latency;
   for (int i = 0; i < static_cast<int>(Latency::Count); ++i) {
     latency[Stats::kLatencyNames[i]] = histogram_dict(ring.stats().histogram(static_cast<Latency>(i)).snapshot());

@@ -32,6 +32,14 @@ std::string milliseconds_text(int64_t ns) { return std::to_string(static_cast<do
 // (MADV_HUGEPAGE, HostArena.cpp).
 constexpr size_t kStreamingBytes = 256 * 1024;
 
+inline void cpu_relax() {
+#if defined(__SSE2__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
 void copy_streaming(uint8_t* dst, const uint8_t* src, size_t bytes) {
 #if defined(__SSE2__)
   const size_t head = (16 - reinterpret_cast<uintptr_t>(dst) % 16) % 16;
@@ -108,16 +116,18 @@ const char* ring_policy_name(RingPolicy policy) {
 }
 
 FrameRing::FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingPolicy policy,
-                     std::shared_ptr<HostArena> arena)
+                     std::shared_ptr<HostArena> arena, int64_t spin_ns)
     : slots_(slots),
       max_width_(max_width),
       max_height_(max_height),
       policy_(policy),
       scratch_(policy == RingPolicy::DropNewest ? static_cast<int>(slots) : -1),
+      spin_ns_(spin_ns),
       stats_(std::make_shared<Stats>()),
       stash_(std::make_shared<ErrorStash>()) {
   RE_CHECK(slots >= 2 && slots <= kMaxSlots, InvalidArgument, "a frame ring needs between 2 and ", kMaxSlots,
            " slots, got ", slots);
+  RE_CHECK(spin_ns >= 0, InvalidArgument, "a frame ring's spin_ns must be >= 0, got ", spin_ns);
   RE_CHECK(max_width > 0 && max_height > 0, InvalidArgument,
            "frame ring max_width and max_height must be positive, got ", max_width, "x", max_height);
   RE_CHECK(max_width <= kMaxDimension && max_height <= kMaxDimension, InvalidArgument, "frame ring max size ",
@@ -247,12 +257,16 @@ int64_t FrameRing::commit(int slot, uint64_t ticket, int64_t frame_index, int64_
   states_[slot] = SlotState::Ready;
   ready_[(ready_head_ + ready_size_) % static_cast<int>(slots_)] = slot;
   ++ready_size_;
+  events_.fetch_add(1, std::memory_order_release);
   const int64_t committed = meta.frame_index;
   // Note: a running encoder finds the slot at its next take() without a wake-up; a sleeping one is
   // woken after the unlock, so it does not wake only to block on the mutex this thread still holds.
   const bool wake = consumer_waiting_;
   lock.unlock();
-  if (wake) ready_cv_.notify_one();
+  if (wake) {
+    stats_->counters.encoder_wakeups.fetch_add(1, std::memory_order_relaxed);
+    ready_cv_.notify_one();
+  }
   return committed;
 }
 
@@ -290,6 +304,16 @@ int64_t FrameRing::write_paced(const uint8_t* src, int64_t width, int64_t height
 
 int FrameRing::take(const std::atomic<bool>& cancel) {
   std::unique_lock<std::mutex> lock(mutex_);
+  int64_t idle_from = -1;  // when take() found nothing ready: the wait it adapts its spinning to
+  if (ready_size_ == 0 && !closed_ && !cancel.load()) {
+    idle_from = now_ns();
+    if (spin_next_) {
+      const uint64_t seen = events_.load(std::memory_order_relaxed);
+      lock.unlock();
+      spin_for_commit(seen, idle_from, cancel);
+      lock.lock();
+    }
+  }
   while (ready_size_ == 0 && !closed_ && !cancel.load()) {
     consumer_waiting_ = true;
     ready_cv_.wait(lock);
@@ -301,7 +325,16 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
   --ready_size_;
   states_[slot] = SlotState::Encoding;
   ++encoding_;
+  if (idle_from >= 0) spin_next_ = metas_[slot].t_commit_ns - idle_from < spin_ns_;
   return slot;
+}
+
+void FrameRing::spin_for_commit(uint64_t seen, int64_t from_ns, const std::atomic<bool>& cancel) const {
+  const int64_t deadline = from_ns + spin_ns_;
+  while (events_.load(std::memory_order_acquire) == seen && !cancel.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < 16; ++i) cpu_relax();
+    if (now_ns() >= deadline) return;
+  }
 }
 
 void FrameRing::release(int slot) {
@@ -314,6 +347,7 @@ void FrameRing::release(int slot) {
 
 void FrameRing::wake_consumer() {
   std::lock_guard<std::mutex> lock(mutex_);
+  events_.fetch_add(1, std::memory_order_release);
   ready_cv_.notify_all();
 }
 
@@ -346,6 +380,7 @@ int64_t FrameRing::reset() {
 void FrameRing::close() {
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
+  events_.fetch_add(1, std::memory_order_release);
   free_cv_.notify_all();
   ready_cv_.notify_all();
   idle_cv_.notify_all();

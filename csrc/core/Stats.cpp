@@ -78,7 +78,7 @@ void Stats::reset() {
   for (auto& h : histograms_) h.reset();
   for (auto* c : {&counters.frames_committed, &counters.frames_encoded, &counters.frames_dropped_oldest,
                   &counters.frames_dropped_newest, &counters.frames_aborted, &counters.frames_discarded,
-                  &counters.block_timeouts, &counters.encode_errors}) {
+                  &counters.block_timeouts, &counters.encode_errors, &counters.encoder_wakeups}) {
     c->store(0, std::memory_order_relaxed);
   }
 }

@@ -57,6 +57,7 @@ struct Counters {
   std::atomic<uint64_t> frames_discarded{0};       // ready frames thrown away by FrameRing::reset
   std::atomic<uint64_t> block_timeouts{0};         // acquire timed out under block
   std::atomic<uint64_t> encode_errors{0};          // frames the encoder failed on
+  std::atomic<uint64_t> encoder_wakeups{0};        // commits that had to wake a sleeping encoder
 };
 
 class Stats {

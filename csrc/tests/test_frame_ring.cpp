@@ -235,3 +235,93 @@ TEST(FramePacer, StopFromAnotherThreadEndsAWaitAndLaterOnesUntilReset) {
   pacer.reset();
   EXPECT_TRUE(pacer.wait_until(now_ns() + 1'000'000));
 }
+
+namespace {
+
+// A consumer thread that takes every frame; `taken` counts them, so the producer can wait for each.
+struct Consumer {
+  FrameRing& ring;
+  std::atomic<bool> cancel{false};
+  std::atomic<int> taken{0};
+  std::thread thread;
+
+  explicit Consumer(FrameRing& r) : ring(r), thread([this] {
+    for (;;) {
+      const int slot = ring.take(cancel);
+      if (slot < 0) return;
+      ring.release(slot);
+      taken.fetch_add(1);
+    }
+  }) {}
+  ~Consumer() {
+    cancel = true;
+    ring.wake_consumer();
+    thread.join();
+  }
+  void wait_for(int count) const {
+    while (taken.load() < count) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+};
+
+}  // namespace
+
+TEST(FrameRing, CommitWakesOnlyAConsumerThatSleeps) {
+  // No spinning: the consumer sleeps in take() and every commit that comes later must wake it.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, 0);
+  Consumer consumer(ring);
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    commit_frame(ring, static_cast<uint8_t>(i));
+    consumer.wait_for(i + 1);
+  }
+  EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), 4u);
+}
+
+TEST(FrameRing, ASpinningConsumerNeedsNoWakeUp) {
+  // A window far longer than any commit takes to come: the consumer is always spinning at the commit.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, 30'000'000'000);
+  Consumer consumer(ring);
+  for (int i = 0; i < 20; ++i) {
+    commit_frame(ring, static_cast<uint8_t>(i));
+    consumer.wait_for(i + 1);
+  }
+  EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), 0u);
+}
+
+TEST(FrameRing, TheConsumerSpinsOnlyAfterAShortWait) {
+  // Window 50 ms. The first wait (200 ms) outlasts it: the consumer spun, slept, and is woken; the
+  // next take() sleeps at once, so a commit 1 ms later wakes it too; that wait was short, so from
+  // then on it spins and the commits that follow wake nothing.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, 50'000'000);
+  Consumer consumer(ring);
+  const int gaps_ms[] = {200, 1, 1, 1, 1};
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(gaps_ms[i]));
+    commit_frame(ring, static_cast<uint8_t>(i));
+    consumer.wait_for(i + 1);
+  }
+  EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), 2u);
+}
+
+TEST(FrameRing, ASpinningConsumerSeesCancelAndClose) {
+  // A 30 s window: the take() returns at the cancel or the close, not when the window ends.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, 30'000'000'000);
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    cancel = true;
+    ring.wake_consumer();
+  });
+  EXPECT_EQ(ring.take(cancel), -1);
+  canceller.join();
+  cancel = false;
+  std::thread closer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ring.close();
+  });
+  const int64_t started = now_ns();
+  EXPECT_EQ(ring.take(cancel), -1);
+  EXPECT_LT(now_ns() - started, 20'000'000'000);  // the close ended the spin, not the 30 s window
+  closer.join();
+  EXPECT_THROW(FrameRing(3, 4, 2, RingPolicy::Block, nullptr, -1), InvalidArgument);
+}
