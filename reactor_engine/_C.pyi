@@ -271,6 +271,10 @@ class Encoder:
     libvpx's cpu-used (-16..16: negative fixes the speed at its magnitude, 16 fastest; positive adapts it
     to spend at most (16 - speed)/16 of the frame interval), ``vp8_threads`` its threads (1..16),
     ``keyframe_interval`` frames between automatic key frames (0: the first and requested ones only).
+    JPEG: ``jpeg_threads`` (1..16) threads per frame: a frame of at least 256 Ki pixels is cut into
+    stripes encoded at once (the encoder thread and ``jpeg_threads - 1`` helpers named
+    ``reactor-jpeg-N``, scheduled as the encoder thread) and joined with restart markers; 1 makes
+    TurboJPEG's bytes.
     """
 
     def __init__(
@@ -287,6 +291,7 @@ class Encoder:
         vp8_threads: int = 1,
         keyframe_interval: int = 300,
         scheduling: str = "batch",
+        jpeg_threads: int = 1,
     ) -> None: ...
     @property
     def scheduling(self) -> str:
@@ -311,6 +316,8 @@ class Encoder:
     def vp8_threads(self) -> int: ...
     @property
     def keyframe_interval(self) -> int: ...
+    @property
+    def jpeg_threads(self) -> int: ...
     @property
     def queue(self) -> PacketQueue:
         """The primary output's queue."""

@@ -258,16 +258,21 @@ def test_the_encoder_thread_is_named_for_tools():
     assert "reactor-encode" in names
 
 
-def _encoder_threads() -> set[int]:
-    tids = set()
+def _threads_named(prefix: str) -> dict[int, str]:
+    threads = {}
     for task in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{task}/comm") as comm:
-                if comm.read().strip() == "reactor-encode":
-                    tids.add(int(task))
+                name = comm.read().strip()
         except FileNotFoundError:  # a thread that ended while listing
-            pass
-    return tids
+            continue
+        if name.startswith(prefix):
+            threads[int(task)] = name
+    return threads
+
+
+def _encoder_threads() -> set[int]:
+    return set(_threads_named("reactor-encode"))
 
 
 @pytest.mark.parametrize(("scheduling", "policy"), [("batch", os.SCHED_BATCH), ("normal", os.SCHED_OTHER)])
@@ -288,3 +293,44 @@ def test_the_encoder_thread_is_a_batch_thread_by_default_and_names_the_policies_
         assert encoder.scheduling == "batch"
     with pytest.raises(errors.InvalidArgumentError, match="expected 'batch' or 'normal'"):
         _C.Encoder(_C.FrameRing(2, 8, 8), scheduling="fifo")
+
+
+@pytest.mark.parametrize(("scheduling", "policy"), [("batch", os.SCHED_BATCH), ("normal", os.SCHED_OTHER)])
+def test_jpeg_threads_start_stripe_helpers_scheduled_as_the_encoder_and_close_ends_them(scheduling, policy):
+    before = _threads_named("reactor-jpeg-")
+    with _C.Encoder(_C.FrameRing(2, 1280, 720), jpeg_threads=3, scheduling=scheduling) as encoder:
+        helpers = {tid: name for tid, name in _threads_named("reactor-jpeg-").items() if tid not in before}
+        assert sorted(helpers.values()) == ["reactor-jpeg-1", "reactor-jpeg-2"]
+        assert {os.sched_getscheduler(tid) for tid in helpers} == {policy}
+        assert encoder.jpeg_threads == 3
+    assert not set(helpers) & set(_threads_named("reactor-jpeg-"))  # close() joined them
+    with _C.Encoder(_C.FrameRing(2, 1280, 720)) as encoder:  # one thread unless asked
+        assert encoder.jpeg_threads == 1
+    for bad in (0, 17):
+        expected = f"JPEG threads must be between 1 and 16, got {bad}"
+        with pytest.raises(errors.InvalidArgumentError, match=expected):
+            _C.Encoder(_C.FrameRing(2, 1280, 720), jpeg_threads=bad)
+
+
+def test_a_striped_jpeg_is_one_valid_jpeg_with_the_pixels_of_a_one_thread_encode():
+    rng = np.random.default_rng(3)
+    ramp = np.add.outer(np.arange(720), np.arange(1280)) // 9
+    frame = np.clip(ramp[:, :, None] + rng.integers(0, 30, (720, 1280, 3)), 0, 255).astype(np.uint8)
+    jpegs = {}
+    for threads in (1, 2):
+        ring = _C.FrameRing(2, 1280, 720)
+        with _C.Encoder(ring, quality=85, jpeg_threads=threads) as encoder:
+            ring.write(frame)
+            with encoder.queue.pop(5.0) as packet:
+                jpegs[threads] = packet.tobytes()
+    one, two = jpegs[1], jpegs[2]
+    assert b"\xff\xdd" not in one[: one.index(b"\xff\xda")]  # no DRI: TurboJPEG's bytes
+    header = two[: two.index(b"\xff\xda")]
+    assert b"\xff\xdd" in header  # a restart interval, one restart marker between the two stripes
+    assert two.count(b"\xff\xd0") == 1 and b"\xff\xd1" not in two
+    for decode in (
+        lambda data: simplejpeg.decode_jpeg(data, colorspace="RGB"),
+        lambda data: np.asarray(Image.open(io.BytesIO(data)).convert("RGB")),
+    ):
+        assert np.array_equal(decode(two), decode(one))
+    assert Image.open(io.BytesIO(two)).size == (1280, 720)

@@ -52,11 +52,12 @@ void init_encoder(py::module_& m) {
       .def(py::init([](std::shared_ptr<FrameRing> ring, const std::string& codec, int quality,
                        const std::string& subsampling, int64_t queue_capacity,
                        const std::vector<std::string>& extra_codecs, int64_t bitrate, int vp8_speed, int vp8_threads,
-                       int keyframe_interval, const std::string& scheduling) {
+                       int keyframe_interval, const std::string& scheduling, int jpeg_threads) {
              RE_CHECK(ring != nullptr, InvalidArgument, "an encoder needs a FrameRing, got None");
              CodecOptions options{
                  parse_codec(codec), quality,          parse_subsampling(subsampling), bitrate, vp8_speed,
                  vp8_threads,        keyframe_interval};
+             options.jpeg_threads = jpeg_threads;
              std::vector<CodecKind> extra;
              for (const std::string& name : extra_codecs) extra.push_back(parse_codec(name));
              const ThreadPolicy policy = parse_thread_policy(scheduling);
@@ -67,7 +68,8 @@ void init_encoder(py::module_& m) {
            py::arg("queue_capacity") = 8, py::kw_only(), py::arg("extra_codecs") = std::vector<std::string>{},
            py::arg("bitrate") = CodecOptions{}.bitrate_bps, py::arg("vp8_speed") = CodecOptions{}.vp8_speed,
            py::arg("vp8_threads") = CodecOptions{}.vp8_threads,
-           py::arg("keyframe_interval") = CodecOptions{}.keyframe_interval, py::arg("scheduling") = "batch")
+           py::arg("keyframe_interval") = CodecOptions{}.keyframe_interval, py::arg("scheduling") = "batch",
+           py::arg("jpeg_threads") = CodecOptions{}.jpeg_threads)
       .def_property_readonly("codec", [](const EncoderHandle& h) { return codec_name(h.options.kind); })
       .def_property_readonly("codecs",
                              [](const EncoderHandle& h) {
@@ -85,6 +87,7 @@ void init_encoder(py::module_& m) {
       .def_property_readonly("vp8_speed", [](const EncoderHandle& h) { return h.options.vp8_speed; })
       .def_property_readonly("vp8_threads", [](const EncoderHandle& h) { return h.options.vp8_threads; })
       .def_property_readonly("keyframe_interval", [](const EncoderHandle& h) { return h.options.keyframe_interval; })
+      .def_property_readonly("jpeg_threads", [](const EncoderHandle& h) { return h.options.jpeg_threads; })
       .def_property_readonly("queue", [](const EncoderHandle& h) { return h.encoder->queue(); })
       .def(
           "queue_for",

@@ -7,7 +7,7 @@
 
 #include "core/Error.h"
 #include "core/I420.h"
-#include "core/JpegEncoder.h"
+#include "core/JpegStripes.h"
 #include "core/Vp8Codec.h"
 
 namespace reactor {
@@ -60,7 +60,8 @@ class I420Codec final : public FrameCodec {
 
 class JpegCodec final : public FrameCodec {
  public:
-  JpegCodec(int quality, Subsampling subsampling) : encoder_(quality, subsampling) {}
+  JpegCodec(int quality, Subsampling subsampling, int threads, ThreadPolicy policy)
+      : encoder_(quality, subsampling, threads, policy) {}
   CodecKind kind() const override { return CodecKind::Jpeg; }
   size_t max_bytes(int64_t w, int64_t h) const override { return encoder_.max_bytes(w, h); }
   void reserve(int64_t max_width, int64_t max_height) override { encoder_.reserve(max_width, max_height); }
@@ -70,7 +71,7 @@ class JpegCodec final : public FrameCodec {
   }
 
  private:
-  JpegEncoder encoder_;
+  StripedJpegEncoder encoder_;
 };
 
 }  // namespace
@@ -106,7 +107,9 @@ std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options) {
   switch (options.kind) {
     case CodecKind::Raw: return std::make_unique<RawCodec>();
     case CodecKind::I420: return std::make_unique<I420Codec>();
-    case CodecKind::Jpeg: return std::make_unique<JpegCodec>(options.quality, options.subsampling);
+    case CodecKind::Jpeg:
+      return std::make_unique<JpegCodec>(options.quality, options.subsampling, options.jpeg_threads,
+                                         options.thread_policy);
     case CodecKind::Vp8: return make_vp8_codec(options);
   }
   RE_THROW(InvalidArgument, "unknown codec");

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/PacketQueue.h"
+#include "core/ThreadPolicy.h"
 
 namespace reactor {
 
@@ -52,12 +53,14 @@ class FrameCodec {
 
 struct CodecOptions {
   CodecKind kind = CodecKind::Jpeg;
-  int quality = 90;                             // JPEG
-  Subsampling subsampling = Subsampling::S420;  // JPEG
-  int64_t bitrate_bps = 2'000'000;              // VP8: CBR target
-  int vp8_speed = -12;                          // VP8: libvpx cpu-used, -16..16 (see Vp8Codec.h)
-  int vp8_threads = 1;                          // VP8: libvpx encoder threads
-  int keyframe_interval = 300;                  // VP8: frames between automatic key frames; 0: only on request
+  int quality = 90;                                  // JPEG
+  Subsampling subsampling = Subsampling::S420;       // JPEG
+  int64_t bitrate_bps = 2'000'000;                   // VP8: CBR target
+  int vp8_speed = -12;                               // VP8: libvpx cpu-used, -16..16 (see Vp8Codec.h)
+  int vp8_threads = 1;                               // VP8: libvpx encoder threads
+  int keyframe_interval = 300;                       // VP8: frames between automatic key frames; 0: only on request
+  int jpeg_threads = 1;                              // JPEG: threads per frame (StripedJpegEncoder, JpegStripes.h)
+  ThreadPolicy thread_policy = ThreadPolicy::Batch;  // the policy of a codec's own threads (the encoder's)
 };
 
 std::unique_ptr<FrameCodec> make_codec(const CodecOptions& options);

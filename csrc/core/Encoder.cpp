@@ -2,7 +2,6 @@
 #include "core/Encoder.h"
 
 #include <pthread.h>
-#include <sched.h>
 
 #include <string>
 
@@ -25,6 +24,11 @@ std::vector<std::unique_ptr<FrameCodec>> make_codecs(const CodecOptions& options
   return codecs;
 }
 
+CodecOptions with_policy(CodecOptions options, ThreadPolicy policy) {
+  options.thread_policy = policy;  // a codec's own threads (JPEG stripes) are scheduled as the encoder's
+  return options;
+}
+
 std::vector<std::unique_ptr<FrameCodec>> one_codec(std::unique_ptr<FrameCodec> codec) {
   std::vector<std::unique_ptr<FrameCodec>> codecs;
   codecs.push_back(std::move(codec));
@@ -33,17 +37,10 @@ std::vector<std::unique_ptr<FrameCodec>> one_codec(std::unique_ptr<FrameCodec> c
 
 }  // namespace
 
-ThreadPolicy parse_thread_policy(const std::string& name) {
-  if (name == "batch") return ThreadPolicy::Batch;
-  if (name == "normal") return ThreadPolicy::Normal;
-  RE_THROW(InvalidArgument, "unknown encoder thread scheduling '", name, "'; expected 'batch' or 'normal'");
-}
-
-const char* thread_policy_name(ThreadPolicy policy) { return policy == ThreadPolicy::Batch ? "batch" : "normal"; }
-
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, const CodecOptions& options, int64_t queue_capacity,
                  const std::vector<CodecKind>& extra_codecs, ThreadPolicy policy)
-    : Encoder(std::move(ring), make_codecs(options, extra_codecs), queue_capacity, options.bitrate_bps, policy) {}
+    : Encoder(std::move(ring), make_codecs(with_policy(options, policy), extra_codecs), queue_capacity,
+              options.bitrate_bps, policy) {}
 
 Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::unique_ptr<FrameCodec> codec, int64_t queue_capacity)
     : Encoder(std::move(ring), one_codec(std::move(codec)), queue_capacity) {}
@@ -78,9 +75,7 @@ Encoder::Encoder(std::shared_ptr<FrameRing> ring, std::vector<std::unique_ptr<Fr
   // Named here, not in run(), so it carries the name as soon as the constructor returns: told
   // apart in top, perf and py-spy (15 characters at most).
   pthread_setname_np(thread_.native_handle(), "reactor-encode");
-  const sched_param param{};  // priority 0: the only one SCHED_OTHER and SCHED_BATCH take
-  policy_error_ =
-      pthread_setschedparam(thread_.native_handle(), policy == ThreadPolicy::Batch ? SCHED_BATCH : SCHED_OTHER, &param);
+  policy_error_ = apply_thread_policy(thread_.native_handle(), policy);
   policy_ = policy_error_ == 0 ? policy : ThreadPolicy::Normal;
 }
 
@@ -227,7 +222,10 @@ void Encoder::close() {
     ring_->wake_consumer();
     for (auto& out : outputs_) out->queue->wake_producer();
     thread_.join();
-    for (auto& out : outputs_) out->queue->close();
+    for (auto& out : outputs_) {
+      out->queue->close();
+      out->codec.reset();  // its library state and threads (JPEG stripe helpers) go now, not at destruction
+    }
   }
 }
 

@@ -156,7 +156,8 @@ struct JpegCompressor {
   JpegCompressor& operator=(const JpegCompressor&) = delete;
 
   bool create();  // sets libjpeg up for quality and subsampling
-  bool compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION height, uint8_t* dst, size_t capacity);
+  bool compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION height, uint8_t* dst, size_t capacity,
+                unsigned int restart_mcus);
   void install_memory_methods();
 
   int quality = 0;
@@ -346,8 +347,8 @@ void self_destruct(j_common_ptr cinfo) {
   (*cinfo->mem->self_destruct)(cinfo);
 }
 
-int mcu_width(Subsampling s) { return s == Subsampling::S422 || s == Subsampling::S420 ? 2 : 1; }
-int mcu_height(Subsampling s) { return s == Subsampling::S420 ? 2 : 1; }
+int h_factor(Subsampling s) { return s == Subsampling::S422 || s == Subsampling::S420 ? 2 : 1; }
+int v_factor(Subsampling s) { return s == Subsampling::S420 ? 2 : 1; }
 
 }  // namespace
 
@@ -394,8 +395,8 @@ bool JpegCompressor::create() {
   jpeg_set_quality(&cinfo, quality, TRUE);
   cinfo.dct_method = quality >= 96 ? JDCT_ISLOW : JDCT_FASTEST;
   jpeg_set_colorspace(&cinfo, subsampling == Subsampling::Gray ? JCS_GRAYSCALE : JCS_YCbCr);
-  cinfo.comp_info[0].h_samp_factor = mcu_width(subsampling);
-  cinfo.comp_info[0].v_samp_factor = mcu_height(subsampling);
+  cinfo.comp_info[0].h_samp_factor = h_factor(subsampling);
+  cinfo.comp_info[0].v_samp_factor = v_factor(subsampling);
   for (int i = 1; i < cinfo.num_components; ++i) {
     cinfo.comp_info[i].h_samp_factor = 1;
     cinfo.comp_info[i].v_samp_factor = 1;
@@ -403,7 +404,8 @@ bool JpegCompressor::create() {
   return true;
 }
 
-bool JpegCompressor::compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION height, uint8_t* dst, size_t capacity) {
+bool JpegCompressor::compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION height, uint8_t* dst, size_t capacity,
+                              unsigned int restart_mcus) {
   dest.data = dst;
   dest.capacity = capacity;
   dest.overflowed = false;
@@ -413,6 +415,8 @@ bool JpegCompressor::compress(const uint8_t* rgb, JDIMENSION width, JDIMENSION h
   }
   cinfo.image_width = width;
   cinfo.image_height = height;
+  cinfo.restart_interval = restart_mcus;
+  cinfo.restart_in_rows = 0;
   jpeg_start_compress(&cinfo, TRUE);
   const size_t stride = static_cast<size_t>(width) * 3;
   JSAMPROW rows[kRowsPerWrite];
@@ -456,17 +460,24 @@ void JpegEncoder::reserve(int64_t max_width, int64_t max_height) {
   encode(frame.data(), max_width, max_height, jpeg.data(), jpeg.size());
 }
 
-size_t JpegEncoder::encode(const uint8_t* rgb, int64_t width, int64_t height, uint8_t* dst, size_t capacity) {
+size_t JpegEncoder::encode(const uint8_t* rgb, int64_t width, int64_t height, uint8_t* dst, size_t capacity,
+                           int64_t restart_mcus) {
   RE_CHECK(width >= 1 && height >= 1 && width <= JPEG_MAX_DIMENSION && height <= JPEG_MAX_DIMENSION, EncodeError,
            "a JPEG frame is 1 to ", JPEG_MAX_DIMENSION, " pixels on a side, got ", width, "x", height);
+  RE_CHECK(restart_mcus >= 0 && restart_mcus <= 65535, InvalidArgument,
+           "a JPEG restart interval is 0 to 65535 MCUs, got ", restart_mcus);
   detail::JpegCompressor& c = *state_;
-  if (!c.compress(rgb, static_cast<JDIMENSION>(width), static_cast<JDIMENSION>(height), dst, capacity)) {
+  if (!c.compress(rgb, static_cast<JDIMENSION>(width), static_cast<JDIMENSION>(height), dst, capacity,
+                  static_cast<unsigned int>(restart_mcus))) {
     RE_CHECK(!c.dest.overflowed, EncodeError, "the JPEG of a ", width, "x", height,
              " frame does not fit in the packet buffer of ", capacity, " bytes");
     RE_THROW(EncodeError, "JPEG encoding of a ", width, "x", height, " frame failed: ", c.error.message);
   }
   return c.dest.size();
 }
+
+int JpegEncoder::mcu_width() const { return 8 * h_factor(subsampling_); }
+int JpegEncoder::mcu_height() const { return 8 * v_factor(subsampling_); }
 
 int64_t JpegEncoder::blocks_allocated() const {
   return state_->pools[JPOOL_PERMANENT].blocks_allocated() + state_->pools[JPOOL_IMAGE].blocks_allocated();

@@ -34,7 +34,13 @@ class JpegEncoder {
   void reserve(int64_t max_width, int64_t max_height);
   // Encodes a packed RGB24 frame into dst; returns the JPEG's size. Throws EncodeError when the
   // JPEG does not fit in capacity bytes or libjpeg reports an error; the encoder stays usable.
-  size_t encode(const uint8_t* rgb, int64_t width, int64_t height, uint8_t* dst, size_t capacity);
+  // restart_mcus > 0 puts a restart marker every that many MCUs (a DRI marker in the header; at most
+  // 65535): the stripes of StripedJpegEncoder (JpegStripes.h) are such JPEGs.
+  size_t encode(const uint8_t* rgb, int64_t width, int64_t height, uint8_t* dst, size_t capacity,
+                int64_t restart_mcus = 0);
+  // A frame's MCU: 8 or 16 pixels a side, by subsampling.
+  int mcu_width() const;
+  int mcu_height() const;
 
   // The blocks of memory this encoder has taken from malloc so far (a test's view of "no growth").
   int64_t blocks_allocated() const;

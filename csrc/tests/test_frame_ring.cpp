@@ -245,14 +245,15 @@ struct Consumer {
   std::atomic<int> taken{0};
   std::thread thread;
 
-  explicit Consumer(FrameRing& r) : ring(r), thread([this] {
-    for (;;) {
-      const int slot = ring.take(cancel);
-      if (slot < 0) return;
-      ring.release(slot);
-      taken.fetch_add(1);
-    }
-  }) {}
+  explicit Consumer(FrameRing& r)
+      : ring(r), thread([this] {
+          for (;;) {
+            const int slot = ring.take(cancel);
+            if (slot < 0) return;
+            ring.release(slot);
+            taken.fetch_add(1);
+          }
+        }) {}
   ~Consumer() {
     cancel = true;
     ring.wake_consumer();

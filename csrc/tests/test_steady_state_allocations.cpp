@@ -121,19 +121,23 @@ struct Counts {
 };
 
 // Every output in outputs is enabled and popped; the first is the primary.
-Counts allocations_for_frames(std::vector<CodecKind> outputs, int frames) {
+// jpeg_threads > 1 with a frame large enough to stripe counts the stripe helpers' calls too (they are
+// not the test's thread either).
+Counts allocations_for_frames(std::vector<CodecKind> outputs, int frames, int64_t w = 64, int64_t h = 48,
+                              int jpeg_threads = 1) {
   t_test_thread = true;  // this thread drives the ring and the queues; the encoder thread is counted
-  auto ring = std::make_shared<FrameRing>(4, 64, 48, RingPolicy::Block);
+  auto ring = std::make_shared<FrameRing>(4, w, h, RingPolicy::Block);
   CodecOptions options{outputs[0], 85, Subsampling::S420};
+  options.jpeg_threads = jpeg_threads;
   Encoder encoder(ring, options, 4, std::vector<CodecKind>(outputs.begin() + 1, outputs.end()));
   for (CodecKind codec : outputs) encoder.set_output_enabled(codec, true);
-  std::vector<uint8_t> frame(64 * 48 * 3, 128);
-  const FrameStrides strides{64 * 3, 3, 1};
+  std::vector<uint8_t> frame(static_cast<size_t>(w * h * 3), 128);
+  const FrameStrides strides{w * 3, 3, 1};
   int64_t index = 0;
   auto one_frame = [&] {
     // A moving edge, so that VP8 codes every frame, not skipped blocks; the 30 fps pts it needs.
-    frame[static_cast<size_t>(index % (64 * 48)) * 3] ^= 0xFF;
-    ring->write(frame.data(), 64, 48, strides, -1, index++ * 33'333'333, 1'000'000'000);
+    frame[static_cast<size_t>(index % (w * h)) * 3] ^= 0xFF;
+    ring->write(frame.data(), w, h, strides, -1, index++ * 33'333'333, 1'000'000'000);
     for (CodecKind codec : outputs) {
       const int packet = encoder.queue_for(codec)->pop(1'000'000'000);
       if (packet < 0) std::abort();
@@ -201,6 +205,13 @@ TEST(SteadyState, JpegFramesMakeNoHeapAllocation) {
   const Counts counts = allocations_for_frames(CodecKind::Jpeg, 500);
   EXPECT_EQ(counts.cpp, 0);
   EXPECT_EQ(counts.libc, 0);  // libjpeg's pools are ours and reused (tjCompress2: 18 calls a frame)
+}
+
+TEST(SteadyState, StripedJpegFramesMakeNoHeapAllocation) {
+  // 640x480 in 3 threads: 2 stripes (StripedJpegEncoder::kMinStripePixels), the helper's calls counted.
+  const Counts counts = allocations_for_frames({CodecKind::Jpeg}, 200, 640, 480, 3);
+  EXPECT_EQ(counts.cpp, 0);
+  EXPECT_EQ(counts.libc, 0);
 }
 
 TEST(SteadyState, Vp8FramesMakeNoHeapAllocation) {
