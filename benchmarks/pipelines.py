@@ -49,6 +49,7 @@ class Settings:
     policy: str = "drop_oldest"
     quality: int = 85
     subsampling: str = "420"
+    jpeg_threads: int = 2  # the engine's stripes per JPEG frame (the baseline: simplejpeg in one thread)
     packet_queue: int = 8
     fps: float = 0.0
     emit_timeout: float = 2.0
@@ -136,6 +137,7 @@ class EnginePipeline:
                 "ring_policy": settings.policy,
                 "quality": settings.quality,
                 "subsampling": settings.subsampling,
+                "jpeg_threads": settings.jpeg_threads,
                 "packet_queue": settings.packet_queue,
                 "fps": settings.fps,
                 "max_fps": 0.0,  # throughput figures: the safety cap on automatic pacing is off

@@ -60,6 +60,7 @@ class EngineConfig(BaseModel):
     extra_codecs: list[Codec]
     quality: int = Field(ge=1, le=100)
     subsampling: Literal["420", "422", "444", "gray"]
+    jpeg_threads: int = Field(ge=1, le=16)
     bitrate: int = Field(ge=10_000, le=1_000_000_000)
     vp8_speed: int = Field(ge=-16, le=16)
     vp8_threads: int = Field(ge=1, le=16)

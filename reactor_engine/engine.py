@@ -162,7 +162,7 @@ class Engine:
                 ring, codec=cfg.codec, quality=cfg.quality, subsampling=cfg.subsampling,
                 queue_capacity=cfg.packet_queue, extra_codecs=list(cfg.extra_codecs), bitrate=cfg.bitrate,
                 vp8_speed=cfg.vp8_speed, vp8_threads=cfg.vp8_threads, keyframe_interval=cfg.keyframe_interval,
-                scheduling=cfg.encoder_scheduling,
+                scheduling=cfg.encoder_scheduling, jpeg_threads=cfg.jpeg_threads,
             )  # fmt: skip
             if encoder.scheduling != cfg.encoder_scheduling:
                 _log.warning(

@@ -143,6 +143,7 @@ def test_engine_defaults_come_from_the_shipped_file():
     assert cfg.codec == "jpeg"
     assert cfg.fps == 0.0
     assert cfg.encoder_scheduling == "batch"
+    assert cfg.jpeg_threads == 2
 
 
 def test_engine_overrides_are_checked():
@@ -160,6 +161,8 @@ def test_engine_overrides_are_checked():
         ("ring_slots=many", r"--engine.ring_slots=many: 'ring_slots' is int"),
         ("width=4000", r"width x height 4000x720 exceeds max_width x max_height 1280x720"),
         ("encoder_scheduling=fifo", r"encoder_scheduling: Input should be 'batch' or 'normal' \(got 'fifo'"),
+        ("jpeg_threads=0", r"jpeg_threads: Input should be greater than or equal to 1"),
+        ("jpeg_threads=17", r"jpeg_threads: Input should be less than or equal to 16"),
     ],
 )
 def test_bad_engine_settings_are_errors(override, message):

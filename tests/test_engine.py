@@ -347,6 +347,15 @@ def test_the_engine_setting_encoder_scheduling_reaches_each_encoder_thread(small
             assert track.encoder.scheduling == scheduling
 
 
+def test_the_engine_setting_jpeg_threads_reaches_each_encoder(small_engine_config):
+    with Engine(Probe, engine_config={**small_engine_config, "jpeg_threads": 3}) as engine:
+        assert engine.tracks
+        for track in engine.tracks.values():
+            assert track.encoder.jpeg_threads == 3
+    with Engine(Probe, engine_config=small_engine_config) as engine:
+        assert {track.encoder.jpeg_threads for track in engine.tracks.values()} == {2}  # the default
+
+
 def test_stats_report_first_frame_fps_latency_and_drops(small_engine_config):
     def job(m):
         for i in range(5):
