@@ -1,6 +1,8 @@
 // FrameRing: slot state machine, ring policies and the strided copy of the copying emit.
 #include "core/FrameRing.h"
 
+#include <sched.h>
+
 #include <chrono>
 #include <cstring>
 
@@ -31,6 +33,13 @@ std::string milliseconds_text(int64_t ns) { return std::to_string(static_cast<do
 // memcpy, which leaves them in cache for the encoder. Huge pages: the arena already asks for them
 // (MADV_HUGEPAGE, HostArena.cpp).
 constexpr size_t kStreamingBytes = 256 * 1024;
+
+int64_t default_spin_ns() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const bool one_cpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < 2;
+  return one_cpu ? 0 : FrameRing::kSpinNs;
+}
 
 inline void cpu_relax() {
 #if defined(__SSE2__)
@@ -122,12 +131,13 @@ FrameRing::FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingP
       max_height_(max_height),
       policy_(policy),
       scratch_(policy == RingPolicy::DropNewest ? static_cast<int>(slots) : -1),
-      spin_ns_(spin_ns),
+      spin_ns_(spin_ns == kDefaultSpin ? default_spin_ns() : spin_ns),
       stats_(std::make_shared<Stats>()),
       stash_(std::make_shared<ErrorStash>()) {
   RE_CHECK(slots >= 2 && slots <= kMaxSlots, InvalidArgument, "a frame ring needs between 2 and ", kMaxSlots,
            " slots, got ", slots);
-  RE_CHECK(spin_ns >= 0, InvalidArgument, "a frame ring's spin_ns must be >= 0, got ", spin_ns);
+  RE_CHECK(spin_ns >= kDefaultSpin, InvalidArgument, "a frame ring's spin_ns must be >= 0 (or -1: the default), got ",
+           spin_ns);
   RE_CHECK(max_width > 0 && max_height > 0, InvalidArgument,
            "frame ring max_width and max_height must be positive, got ", max_width, "x", max_height);
   RE_CHECK(max_width <= kMaxDimension && max_height <= kMaxDimension, InvalidArgument, "frame ring max size ",

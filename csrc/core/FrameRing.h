@@ -51,10 +51,12 @@ class FrameRing {
   // 15-18 us commit: an IPI to an idle vCPU). Hot-loop `track.frame()` acquire+commit p50 at 720p,
   // by window: 0 -> 16.7 us, 30 us -> 17.6 us (the hot loop's wait is mostly longer), 50 us -> 3.1 us,
   // 100 us -> 2.4-2.7 us, 300 us -> 2.5 us. So 100 us: the spinning costs at most that per frame.
+  // A process that may run on one CPU only never spins: the producer could not commit meanwhile.
   static constexpr int64_t kSpinNs = 100'000;
+  static constexpr int64_t kDefaultSpin = -1;  // kSpinNs, or 0 on one CPU
 
   FrameRing(int64_t slots, int64_t max_width, int64_t max_height, RingPolicy policy,
-            std::shared_ptr<HostArena> arena = nullptr, int64_t spin_ns = kSpinNs);
+            std::shared_ptr<HostArena> arena = nullptr, int64_t spin_ns = kDefaultSpin);
   ~FrameRing();
   FrameRing(const FrameRing&) = delete;
   FrameRing& operator=(const FrameRing&) = delete;
@@ -94,6 +96,7 @@ class FrameRing {
   int64_t max_width() const { return max_width_; }
   int64_t max_height() const { return max_height_; }
   size_t slot_bytes() const { return slot_bytes_; }
+  int64_t spin_ns() const { return spin_ns_; }
   RingPolicy policy() const { return policy_; }
   int64_t ready_count() const;
   const std::shared_ptr<HostArena>& arena() const { return arena_; }

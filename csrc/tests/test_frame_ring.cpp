@@ -1,6 +1,7 @@
 // FrameRing: ordering and wraparound, each policy's counts, bad input, close, the copy; the paced
 // write and its FramePacer.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -324,5 +325,21 @@ TEST(FrameRing, ASpinningConsumerSeesCancelAndClose) {
   EXPECT_EQ(ring.take(cancel), -1);
   EXPECT_LT(now_ns() - started, 20'000'000'000);  // the close ended the spin, not the 30 s window
   closer.join();
-  EXPECT_THROW(FrameRing(3, 4, 2, RingPolicy::Block, nullptr, -1), InvalidArgument);
+  EXPECT_THROW(FrameRing(3, 4, 2, RingPolicy::Block, nullptr, -2), InvalidArgument);
+}
+
+TEST(FrameRing, SpinsByDefaultOnlyWhereAnotherCpuCanCommit) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+  EXPECT_EQ(FrameRing(3, 4, 2, RingPolicy::Block).spin_ns(), CPU_COUNT(&cpus) < 2 ? 0 : FrameRing::kSpinNs);
+  // On one CPU (this thread's affinity narrowed, as a container's cpuset would): no spinning.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const int64_t on_one = FrameRing(3, 4, 2, RingPolicy::Block).spin_ns();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(cpus), &cpus), 0);
+  EXPECT_EQ(on_one, 0);
+  EXPECT_EQ(FrameRing(3, 4, 2, RingPolicy::Block, nullptr, 7).spin_ns(), 7);
 }
