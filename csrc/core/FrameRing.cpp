@@ -12,6 +12,7 @@
 
 #include "core/Clock.h"
 #include "core/Error.h"
+#include "core/Spin.h"
 
 namespace reactor {
 
@@ -39,14 +40,6 @@ int64_t default_spin_ns() {
   CPU_ZERO(&cpus);
   const bool one_cpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < 2;
   return one_cpu ? 0 : FrameRing::kSpinNs;
-}
-
-inline void cpu_relax() {
-#if defined(__SSE2__)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
 }
 
 void copy_streaming(uint8_t* dst, const uint8_t* src, size_t bytes) {
@@ -340,11 +333,8 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
 }
 
 void FrameRing::spin_for_commit(uint64_t seen, int64_t from_ns, const std::atomic<bool>& cancel) const {
-  const int64_t deadline = from_ns + spin_ns_;
-  while (events_.load(std::memory_order_acquire) == seen && !cancel.load(std::memory_order_relaxed)) {
-    for (int i = 0; i < 16; ++i) cpu_relax();
-    if (now_ns() >= deadline) return;
-  }
+  spin_until(from_ns + spin_ns_,
+             [&] { return events_.load(std::memory_order_acquire) != seen || cancel.load(std::memory_order_relaxed); });
 }
 
 void FrameRing::release(int slot) {

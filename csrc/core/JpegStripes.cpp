@@ -1,10 +1,6 @@
 // StripedJpegEncoder: the stripe hand-off, the helpers' loop, and the join of the stripes' JPEGs.
 #include "core/JpegStripes.h"
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
 #include <sched.h>
 
 #include <algorithm>
@@ -15,6 +11,7 @@
 
 #include "core/Clock.h"
 #include "core/Error.h"
+#include "core/Spin.h"
 
 namespace reactor {
 
@@ -29,14 +26,6 @@ constexpr uint8_t kEoi = 0xD9;
 constexpr uint8_t kRst0 = 0xD0;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-inline void cpu_relax() {
-#if defined(__SSE2__)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // The offset of the first header segment (after SOI) whose marker satisfies `match`, looking no
 // further than SOS. Our own encoder wrote these bytes, so a malformed header is a bug: EncodeError.
@@ -219,11 +208,7 @@ void StripedJpegEncoder::finish_stripe() noexcept {
 }
 
 void StripedJpegEncoder::wait_for_stripes() noexcept {
-  const int64_t deadline = now_ns() + kJoinSpinNs;
-  while (pending_.load(std::memory_order_acquire) != 0) {
-    for (int i = 0; i < 16; ++i) cpu_relax();
-    if (now_ns() >= deadline) break;
-  }
+  if (spin_until(now_ns() + kJoinSpinNs, [&] { return pending_.load(std::memory_order_acquire) == 0; })) return;
   std::unique_lock<std::mutex> lock(mutex_);
   caller_waiting_ = true;
   done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });

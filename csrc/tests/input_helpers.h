@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -27,6 +28,14 @@ inline std::vector<uint8_t> pattern(int64_t w, int64_t h, int index) {
       p[2] = static_cast<uint8_t>(128 + 100 * std::sin(static_cast<double>(x + 2 * y + index * 7) / 9.0));
     }
   }
+  return frame;
+}
+
+// pattern() with noise on top: real DCT work and real entropy coding for the JPEG tests.
+inline std::vector<uint8_t> textured(int64_t w, int64_t h, int seed) {
+  std::vector<uint8_t> frame = pattern(w, h, seed);
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  for (auto& byte : frame) byte = static_cast<uint8_t>(byte + rng() % 24);
   return frame;
 }
 

@@ -3,7 +3,6 @@
 #include <turbojpeg.h>
 
 #include <algorithm>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -15,13 +14,7 @@ using namespace reactor;
 
 namespace {
 
-// A smooth pattern with noise on top: real DCT work and real entropy coding.
-std::vector<uint8_t> textured(int64_t w, int64_t h, int seed) {
-  std::vector<uint8_t> frame = reactor::testing::pattern(w, h, seed);
-  std::mt19937 rng(static_cast<unsigned>(seed));
-  for (auto& byte : frame) byte = static_cast<uint8_t>(byte + rng() % 24);
-  return frame;
-}
+using reactor::testing::textured;
 
 int tj_samp(Subsampling s) {
   switch (s) {

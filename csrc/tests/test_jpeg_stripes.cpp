@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <turbojpeg.h>
 
-#include <random>
 #include <string>
 #include <vector>
 
@@ -16,12 +15,7 @@ using namespace reactor;
 
 namespace {
 
-std::vector<uint8_t> textured(int64_t w, int64_t h, int seed) {
-  std::vector<uint8_t> frame = reactor::testing::pattern(w, h, seed);
-  std::mt19937 rng(static_cast<unsigned>(seed));
-  for (auto& byte : frame) byte = static_cast<uint8_t>(byte + rng() % 24);
-  return frame;
-}
+using reactor::testing::textured;
 
 std::vector<uint8_t> striped(StripedJpegEncoder& encoder, const std::vector<uint8_t>& rgb, int64_t w, int64_t h) {
   std::vector<uint8_t> out(encoder.max_bytes(w, h));
