@@ -6,7 +6,7 @@ second bounded queue for the transport. Everything the engine does natively here
 allocation of the copy and of the JPEG bytes per frame, locking, waking, timestamps.
 
 To be compared fairly it takes the engine's settings (ring slots and policy, JPEG quality and
-subsampling with the accurate DCT the engine's ``tjCompress2`` call uses, packet queue depth, fixed
+subsampling, and TurboJPEG's DCT choice as the engine makes it, packet queue depth, fixed
 or automatic pacing through the engine's own ``FramePacer``), stamps the same moments on the same
 clock (``time.monotonic_ns``, which the core's clock equals), and its packets carry the same fields
 as the engine's ``Packet``.
@@ -179,7 +179,8 @@ class QueuePipeline:
                 quality=self.quality,
                 colorspace="RGB",
                 colorsubsampling=self.subsampling,
-                fastdct=False,  # the engine's tjCompress2 runs the default (accurate) DCT
+                # No fastdct: it changes no encoded byte. TurboJPEG's encoder runs the fast integer DCT
+                # below q96 and the accurate one from q96, as the engine does (same bytes at q85).
             )
             packet = QueuePacket(data, frame, t_start, time.monotonic_ns())
             self.counters["frames_encoded"] += 1
