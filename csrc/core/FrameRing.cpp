@@ -3,8 +3,10 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -313,11 +315,22 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
     if (spin_next_) {
       const uint64_t seen = events_.load(std::memory_order_relaxed);
       lock.unlock();
-      spin_for_commit(seen, idle_from, cancel);
+      spin_for_commit(seen, idle_from + spin_ns_, cancel);
       lock.lock();
     }
   }
+  int misses = 0;
   while (ready_size_ == 0 && !closed_ && !cancel.load()) {
+    int64_t period = 0;
+    const int64_t expected = misses < kMaxMisses ? expected_commit_ns(now_ns(), &period) : -1;
+    if (expected >= 0) {
+      waited_for_ns_ = expected;
+      waited_period_ns_ = period;
+      const uint64_t seen = events_.load(std::memory_order_relaxed);
+      wait_around_expected(lock, expected, cancel);
+      if (ready_size_ == 0 && events_.load(std::memory_order_relaxed) == seen && now_ns() >= expected) ++misses;
+      continue;
+    }
     consumer_waiting_ = true;
     ready_cv_.wait(lock);
     consumer_waiting_ = false;
@@ -329,12 +342,87 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
   states_[slot] = SlotState::Encoding;
   ++encoding_;
   if (idle_from >= 0) spin_next_ = metas_[slot].t_commit_ns - idle_from < spin_ns_;
+  note_commit(metas_[slot].t_commit_ns);
   return slot;
 }
 
-void FrameRing::spin_for_commit(uint64_t seen, int64_t from_ns, const std::atomic<bool>& cancel) const {
-  spin_until(from_ns + spin_ns_,
+void FrameRing::spin_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const {
+  spin_until(until_ns,
              [&] { return events_.load(std::memory_order_acquire) != seen || cancel.load(std::memory_order_relaxed); });
+}
+
+void FrameRing::poll_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const {
+  const timespec step{0, kPollNs};
+  while (events_.load(std::memory_order_acquire) == seen && !cancel.load(std::memory_order_relaxed) &&
+         now_ns() < until_ns) {
+    nanosleep(&step, nullptr);
+  }
+}
+
+void FrameRing::note_commit(int64_t t_commit_ns) {
+  if (waited_for_ns_ >= 0) {
+    // How late the commit came, to the nearest expected time (a window it missed may be one behind).
+    const int64_t half = waited_period_ns_ / 2;
+    int64_t error = (t_commit_ns - waited_for_ns_ + half) % waited_period_ns_;
+    if (error < 0) error += waited_period_ns_;
+    errors_[next_error_] = error - half;
+    next_error_ = (next_error_ + 1) % kPeriods;
+    errors_seen_ = std::min(errors_seen_ + 1, kPeriods);
+    waited_for_ns_ = -1;
+  }
+  if (last_commit_ns_ >= 0 && t_commit_ns > last_commit_ns_) {
+    intervals_[next_interval_] = t_commit_ns - last_commit_ns_;
+    next_interval_ = (next_interval_ + 1) % kPeriods;
+  }
+  last_commit_ns_ = t_commit_ns;
+}
+
+int64_t FrameRing::expected_commit_ns(int64_t now, int64_t* period_ns) const {
+  if (spin_ns_ == 0 || last_commit_ns_ < 0) return -1;
+  // The period: the median of the shortest intervals (those under 1.5x the shortest), so that one late
+  // commit (a short interval after it) does not shift it, and a producer that commits at some ticks
+  // of its clock only (every 1st and 2nd of 3) is expected at each tick.
+  int64_t sorted[kPeriods];
+  for (int i = 0; i < kPeriods; ++i) {
+    if (intervals_[i] == 0) return -1;  // too few commits to know their rate
+    sorted[i] = intervals_[i];
+  }
+  std::sort(sorted, sorted + kPeriods);
+  int cluster = 1;
+  while (cluster < kPeriods && sorted[cluster] * 2 < sorted[0] * 3) ++cluster;
+  const int64_t period = sorted[cluster / 2];
+  if (period < kMinPeriodNs || period > kMaxPeriodNs) return -1;
+  int64_t expected = last_commit_ns_ + period;
+  const int64_t tail = spin_window(expected).second - expected;  // the same for every expected time
+  if (now >= expected + tail) expected += ((now - expected - tail) / period + 1) * period;
+  if (period_ns != nullptr) *period_ns = period;
+  return expected;
+}
+
+std::pair<int64_t, int64_t> FrameRing::spin_window(int64_t expected_ns) const {
+  int64_t early = 0, late = 0;
+  for (int i = 0; i < errors_seen_; ++i) {
+    early = std::min(early, errors_[i]);
+    late = std::max(late, errors_[i]);
+  }
+  return {expected_ns - std::min(kMaxLeadNs, kWakeMarginNs - early),
+          expected_ns + std::min(kMaxTailNs, late + kMarginNs)};
+}
+
+void FrameRing::wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns,
+                                     const std::atomic<bool>& cancel) {
+  const auto [spin_from, spin_until_ns] = spin_window(expected_ns);
+  const int64_t until = now_ns();
+  if (until < spin_from) {
+    consumer_waiting_ = true;  // a commit before the window wakes it as before
+    ready_cv_.wait_for(lock, std::chrono::nanoseconds(spin_from - until));
+    consumer_waiting_ = false;
+    if (ready_size_ > 0 || closed_ || cancel.load() || now_ns() < spin_from) return;
+  }
+  const uint64_t seen = events_.load(std::memory_order_relaxed);
+  lock.unlock();
+  poll_for_commit(seen, spin_until_ns, cancel);
+  lock.lock();
 }
 
 void FrameRing::release(int slot) {

@@ -305,6 +305,46 @@ TEST(FrameRing, TheConsumerSpinsOnlyAfterAShortWait) {
   EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), 2u);
 }
 
+TEST(FrameRing, TheConsumerSpinsAroundTheExpectedCommitOfASteadyProducer) {
+  // A producer at 100 fps: once the consumer knows the rate (kPeriods intervals), it sleeps until just
+  // before each expected commit and spins through it, so the commits that follow need (almost) no
+  // wake-up; a commit that the OS delays past the window still wakes it, hence the margin.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, FrameRing::kSpinNs);
+  Consumer consumer(ring);
+  constexpr int kWarm = FrameRing::kPeriods + 2, kSteady = 20;
+  auto tick = std::chrono::steady_clock::now();
+  uint64_t warm_wakeups = 0;
+  for (int i = 0; i < kWarm + kSteady; ++i) {
+    tick += std::chrono::milliseconds(10);
+    std::this_thread::sleep_until(tick);
+    commit_frame(ring, static_cast<uint8_t>(i));
+    consumer.wait_for(i + 1);
+    if (i == kWarm - 1) warm_wakeups = ring.stats().counters.encoder_wakeups.load();
+  }
+  EXPECT_GE(warm_wakeups, 1u);  // before it knew the rate, it slept through the commits
+  EXPECT_LT(ring.stats().counters.encoder_wakeups.load() - warm_wakeups, static_cast<uint64_t>(kSteady / 2));
+}
+
+TEST(FrameRing, AProducerThatStopsLeavesTheConsumerAsleep) {
+  // After kMaxMisses windows without a commit the consumer stops spinning and sleeps: the commit that
+  // comes much later has to wake it, and is taken.
+  FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, FrameRing::kSpinNs);
+  Consumer consumer(ring);
+  auto tick = std::chrono::steady_clock::now();
+  constexpr int kCommits = FrameRing::kPeriods + 4;
+  for (int i = 0; i < kCommits; ++i) {
+    tick += std::chrono::milliseconds(5);
+    std::this_thread::sleep_until(tick);
+    commit_frame(ring, static_cast<uint8_t>(i));
+    consumer.wait_for(i + 1);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(5 * (FrameRing::kMaxMisses + 1) + 100));
+  const uint64_t before = ring.stats().counters.encoder_wakeups.load();
+  commit_frame(ring, 99);
+  consumer.wait_for(kCommits + 1);
+  EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), before + 1);
+}
+
 TEST(FrameRing, ASpinningConsumerSeesCancelAndClose) {
   // A 30 s window: the take() returns at the cancel or the close, not when the window ends.
   FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, 30'000'000'000);
