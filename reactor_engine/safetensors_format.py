@@ -190,8 +190,19 @@ def _parse_json(raw: bytes, path: Path, what: str) -> dict[str, Any]:
     def no_constants(name: str) -> Any:
         raise ValueError(f"{name} is not a JSON number")
 
+    def minus_zero_is_float(text: str) -> int | float:
+        # The reference loader (serde_json) reads "-0" as the float -0.0, so no size or offset may be
+        # written so; json reads it as the int 0. -0.0 fails every integer check with a clear message.
+        value = int(text)
+        return -0.0 if value == 0 and text.startswith("-") else value
+
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        doc = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=no_duplicates,
+            parse_constant=no_constants,
+            parse_int=minus_zero_is_float,
+        )
     except WeightsError:
         raise
     except UnicodeDecodeError as e:

@@ -413,6 +413,19 @@ def test_negative_and_huge_shapes(tmp_path: Path, watch: Watch, shape: list[int]
     assert watch.arenas == 0
 
 
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b'{"w": {"dtype": "F64", "shape": [3, 3, -0], "data_offsets": [0, 0]}}', r"shape must be .*-0\.0"),
+        (b'{"w": {"dtype": "U8", "shape": [0], "data_offsets": [-0, 0]}}', r"data_offsets must be .*-0\.0"),
+    ],
+)
+def test_minus_zero_is_not_a_size(tmp_path: Path, watch: Watch, header: bytes, reason: str) -> None:
+    # JSON allows -0; the reference loader reads it as a float and refuses it where a size belongs.
+    path = write_raw(tmp_path / "minus-zero.safetensors", header)
+    refused(path, rf"tensor 'w': {reason}", watch)
+
+
 @pytest.mark.parametrize("shape", [[2**40, 2**40, 0], [2**63, 0], [0, 2**64], [2**62, 4, 0]])
 def test_empty_tensor_whose_dimensions_overflow(tmp_path: Path, watch: Watch, shape: list[int]) -> None:
     # No bytes, but torch cannot make a tensor of this shape: refused as the reference loader does.
