@@ -142,9 +142,9 @@ class FrameRing {
   // Consumer-only: the commit times it took; the next expected commit after now_ns, or -1 for none.
   void note_commit(int64_t t_commit_ns);
   int64_t expected_commit_ns(int64_t now_ns, int64_t* period_ns = nullptr) const;
-  // The window to spin in around an expected commit: the spread of the last commits around theirs.
+  // The window to poll in around an expected commit: the spread of the last commits around theirs.
   std::pair<int64_t, int64_t> spin_window(int64_t expected_ns) const;
-  // Sleeps (the lock released) until a commit, a wake-up, or a deadline, then spins in the window of
+  // Sleeps (the lock released) until a commit, a wake-up, or a deadline, then polls in the window of
   // the expected commit; returns with the lock held again.
   void wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns, const std::atomic<bool>& cancel);
 
