@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -315,7 +314,7 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
     if (spin_next_) {
       const uint64_t seen = events_.load(std::memory_order_relaxed);
       lock.unlock();
-      spin_for_commit(seen, idle_from + spin_ns_, cancel);
+      spin_until(idle_from + spin_ns_, [&] { return event_since(seen, cancel); });
       lock.lock();
     }
   }
@@ -344,19 +343,6 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
   if (idle_from >= 0) spin_next_ = metas_[slot].t_commit_ns - idle_from < spin_ns_;
   note_commit(metas_[slot].t_commit_ns);
   return slot;
-}
-
-void FrameRing::spin_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const {
-  spin_until(until_ns,
-             [&] { return events_.load(std::memory_order_acquire) != seen || cancel.load(std::memory_order_relaxed); });
-}
-
-void FrameRing::poll_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const {
-  const timespec step{0, kPollNs};
-  while (events_.load(std::memory_order_acquire) == seen && !cancel.load(std::memory_order_relaxed) &&
-         now_ns() < until_ns) {
-    nanosleep(&step, nullptr);
-  }
 }
 
 void FrameRing::note_commit(int64_t t_commit_ns) {
@@ -393,13 +379,13 @@ int64_t FrameRing::expected_commit_ns(int64_t now, int64_t* period_ns) const {
   const int64_t period = sorted[cluster / 2];
   if (period < kMinPeriodNs || period > kMaxPeriodNs) return -1;
   int64_t expected = last_commit_ns_ + period;
-  const int64_t tail = spin_window(expected).second - expected;  // the same for every expected time
+  const int64_t tail = watch_window(expected).second - expected;  // the same for every expected time
   if (now >= expected + tail) expected += ((now - expected - tail) / period + 1) * period;
   if (period_ns != nullptr) *period_ns = period;
   return expected;
 }
 
-std::pair<int64_t, int64_t> FrameRing::spin_window(int64_t expected_ns) const {
+std::pair<int64_t, int64_t> FrameRing::watch_window(int64_t expected_ns) const {
   int64_t early = 0, late = 0;
   for (int i = 0; i < errors_seen_; ++i) {
     early = std::min(early, errors_[i]);
@@ -411,17 +397,17 @@ std::pair<int64_t, int64_t> FrameRing::spin_window(int64_t expected_ns) const {
 
 void FrameRing::wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns,
                                      const std::atomic<bool>& cancel) {
-  const auto [spin_from, spin_until_ns] = spin_window(expected_ns);
-  const int64_t until = now_ns();
-  if (until < spin_from) {
+  const auto [watch_from, watch_until] = watch_window(expected_ns);
+  const int64_t now = now_ns();
+  if (now < watch_from) {
     consumer_waiting_ = true;  // a commit before the window wakes it as before
-    ready_cv_.wait_for(lock, std::chrono::nanoseconds(spin_from - until));
+    ready_cv_.wait_for(lock, std::chrono::nanoseconds(watch_from - now));
     consumer_waiting_ = false;
-    if (ready_size_ > 0 || closed_ || cancel.load() || now_ns() < spin_from) return;
+    if (ready_size_ > 0 || closed_ || cancel.load() || now_ns() < watch_from) return;
   }
   const uint64_t seen = events_.load(std::memory_order_relaxed);
   lock.unlock();
-  poll_for_commit(seen, spin_until_ns, cancel);
+  poll_until(watch_until, kPollNs, [&] { return event_since(seen, cancel); });
   lock.lock();
 }
 

@@ -135,15 +135,17 @@ class FrameRing {
   void check_open_locked() const;
   void check_held_locked(int slot, uint64_t ticket, const char* action) const;
   int find_free_locked() const;
-  // Spins (without the lock) until an event after `seen`, a cancel, or the clock passes until_ns.
-  void spin_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const;
-  // The same, sleeping kPollNs between looks: it wakes itself, so a commit meanwhile needs no wake-up.
-  void poll_for_commit(uint64_t seen, int64_t until_ns, const std::atomic<bool>& cancel) const;
+  // Whether an event came after `seen` (a commit, close or wake_consumer), or a cancel: read without the
+  // lock, by take()'s spin (spin_until) and its poll in the watch window (poll_until, kPollNs: the
+  // consumer wakes itself, so a commit meanwhile needs no wake-up).
+  bool event_since(uint64_t seen, const std::atomic<bool>& cancel) const {
+    return events_.load(std::memory_order_acquire) != seen || cancel.load(std::memory_order_relaxed);
+  }
   // Consumer-only: the commit times it took; the next expected commit after now_ns, or -1 for none.
   void note_commit(int64_t t_commit_ns);
   int64_t expected_commit_ns(int64_t now_ns, int64_t* period_ns = nullptr) const;
   // The window to poll in around an expected commit: the spread of the last commits around theirs.
-  std::pair<int64_t, int64_t> spin_window(int64_t expected_ns) const;
+  std::pair<int64_t, int64_t> watch_window(int64_t expected_ns) const;
   // Sleeps (the lock released) until a commit, a wake-up, or a deadline, then polls in the window of
   // the expected commit; returns with the lock held again.
   void wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns, const std::atomic<bool>& cancel);

@@ -1,5 +1,7 @@
-// Bounded busy-waiting for the core's hand-offs that are usually over within microseconds.
+// Bounded waits for the core's hand-offs that are usually over within microseconds: busy or polling.
 #pragma once
+
+#include <time.h>
 
 #include <cstdint>
 
@@ -26,6 +28,18 @@ bool spin_until(int64_t deadline_ns, Done done) {
   while (!done()) {
     for (int i = 0; i < 16; ++i) cpu_relax();
     if (now_ns() >= deadline_ns) return done();
+  }
+  return true;
+}
+
+// Looks at done() every step_ns (a nanosleep between looks, so the CPU is given away meanwhile) until
+// it holds (true) or the clock passes deadline_ns (false). step_ns is under a second.
+template <typename Done>
+bool poll_until(int64_t deadline_ns, int64_t step_ns, Done done) {
+  const timespec step{0, static_cast<long>(step_ns)};
+  while (!done()) {
+    if (now_ns() >= deadline_ns) return done();
+    nanosleep(&step, nullptr);
   }
   return true;
 }
