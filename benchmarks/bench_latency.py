@@ -25,6 +25,7 @@ from pipelines import (
     PythonWork,
     Receiver,
     Settings,
+    StealClock,
     cycle,
     idle_job,
     make_frames,
@@ -441,16 +442,19 @@ def test_streaming_at_30fps(profile, quick, frames_by_size, python_work):
             io.wait(0.1)
 
     native: dict[str, object] = {}
+    steal = {side: StealClock() for side in SIDES}
     try:
         for _ in range(chunks):
             for side in SIDES:
                 pipeline, receiver = pipelines[side], receivers[side]
                 receiver.clear()
+                steal[side].start()
                 pipeline.start(job)
                 try:
                     receiver.wait_for(warm + count, timeout=count / FPS * 3 + 30)
                 finally:
                     pipeline.stop()
+                    steal[side].stop()
                 _take_chunk(receiver, warm, taken[side])
         engine = pipelines["engine"]
         if isinstance(engine, EnginePipeline):  # the core's own histograms (ns): where a tail comes from
@@ -474,6 +478,7 @@ def test_streaming_at_30fps(profile, quick, frames_by_size, python_work):
             frames=int(figures["to_packet"].size),
             chunks=chunks,
             drops=counters["frames_dropped_oldest"] + counters["frames_dropped_newest"],
+            steal_pct=100 * steal[side].share(),
             native_histograms_ns=native if side == "engine" else {},
         )
 

@@ -408,6 +408,46 @@ def thread_faults(native_id: int) -> tuple[int, int]:
     return int(fields[7]), int(fields[9])  # minflt, majflt: fields 10 and 12 of stat(5)
 
 
+class StealClock:
+    """CPU time the hypervisor gave to other guests (``steal`` in /proc/stat), over all CPUs.
+
+    A VM's tail latencies follow it: a vCPU that is not running delays whatever thread it had, on
+    either side. ``share()`` is the stolen fraction of all CPUs' time since ``start()`` (0 where the
+    kernel does not count it).
+    """
+
+    def __init__(self) -> None:
+        self._ticks = 0
+        self._wall_ns = 0
+        self.stolen_s = 0.0
+        self.wall_s = 0.0
+
+    @staticmethod
+    def ticks() -> int:
+        try:
+            with open("/proc/stat") as stat:
+                fields = stat.readline().split()  # "cpu  user nice system idle iowait irq softirq steal ..."
+        except OSError:
+            return 0
+        return int(fields[8]) if len(fields) > 8 and fields[0] == "cpu" else 0
+
+    def start(self) -> None:
+        self._ticks = self.ticks()
+        self._wall_ns = time.monotonic_ns()
+
+    def stop(self) -> None:
+        import os
+
+        self.stolen_s += (self.ticks() - self._ticks) / os.sysconf("SC_CLK_TCK")
+        self.wall_s += (time.monotonic_ns() - self._wall_ns) * 1e-9
+
+    def share(self) -> float:
+        import os
+
+        cpus = os.cpu_count() or 1
+        return self.stolen_s / (self.wall_s * cpus) if self.wall_s > 0 else 0.0
+
+
 def rss_bytes() -> int:
     import os
 

@@ -76,13 +76,19 @@ def _cell(figure: Figure, side: str) -> str:
     return " / ".join(_fmt(values.get(stat)) for stat in figure.stats)
 
 
+def _steal_text(meta: dict[str, Any]) -> str:
+    pct = meta.get("steal_pct")
+    return "" if pct is None else f", {pct:.2f} % of the CPUs' time stolen by the hypervisor during the run"
+
+
 def markdown(meta: dict[str, Any]) -> str:
     m = meta["machine"]
     lines = [
         f"# reactor-engine latency suite — {m['host']}, {meta['date']} ({meta['mode']} run)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), load average "
-        f"{' '.join(f'{x:.2f}' for x in m['load_average'])} at the start; Python {m['python']}; "
+        f"{' '.join(f'{x:.2f}' for x in m['load_average'])} at the start{_steal_text(meta)}; "
+        f"Python {m['python']}; "
         f"core build: {', '.join(f'{k}={v}' for k, v in m['build_info'].items())}; CUDA: {m['cuda_status']}.",
         "",
         "Sides (same frames, same settings, same measuring code, one process):",
@@ -110,6 +116,11 @@ def markdown(meta: dict[str, Any]) -> str:
             f"| {figure.target_text or '-'} | {met} |"
         )
     notes = [f"- *{f.title}*: {f.note}" for f in FIGURES.values() if f.values and f.note]
+    for f in FIGURES.values():
+        stolen = {side: x["steal_pct"] for side, x in f.extra.items() if "steal_pct" in x}
+        if f.values and stolen:
+            shares = ", ".join(f"{side} {pct:.2f} %" for side, pct in stolen.items())
+            notes.append(f"- *{f.title}*: CPU time stolen by the hypervisor while each side ran: {shares}")
     if notes:
         lines += ["", "Notes:", *notes]
     lines.append("")
@@ -166,6 +177,8 @@ def write(out_dir: Path, *, quick: bool, extra: dict[str, Any] | None = None) ->
     date = time.strftime("%Y%m%d-%H%M%S")
     stem = f"{info['host']}-{date}" + ("-quick" if quick else "")
     meta = {"date": date, "mode": "quick" if quick else "full", "machine": info, "sides": SIDE_LABELS}
+    if extra and "steal_pct" in extra:
+        meta["steal_pct"] = extra["steal_pct"]
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "png": out_dir / f"{stem}.png"}
     body = {**meta, "figures": {key: f.as_json() for key, f in FIGURES.items() if f.values}, **(extra or {})}
     tmp = paths["json"].with_suffix(".json.tmp")

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         files += CORE
     if args.weights:
         files += WEIGHTS
+    from pipelines import StealClock
+
+    steal = StealClock()
+    steal.start()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         bench_json = Path(tmp) / "pytest-benchmark.json"
@@ -75,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             pytest_args += ["-k", args.keyword]
         status = int(pytest.main(pytest_args))
         micro = json.loads(bench_json.read_text()) if bench_json.exists() else {}
+    steal.stop()
     extra = {
         "pytest_exit_status": status,
         "duration_s": time.monotonic() - started,
+        "steal_pct": 100 * steal.share(),
         "pytest_benchmark": [
             {"name": b["name"], "stats": {k: v for k, v in b["stats"].items() if k != "data"}}
             for b in micro.get("benchmarks", [])
