@@ -144,6 +144,10 @@ class SessionContext:
             raise NoActiveSession(f"session {self.session_id} has ended")
         self._poll_point()
 
+    def _on_session_thread(self) -> bool:
+        """True on this session's own thread (the one running ``start_session``) while it is active."""
+        return self.active and _own.ctx is self
+
     def _poll_point(self, dispatch: bool = True) -> int:
         """Apply queued commands, then release held input frames and (``dispatch``) call ``on_media``
         (session thread only; elsewhere nothing). Returns how many commands were applied."""

@@ -251,11 +251,14 @@ class VideoTrack:
         writer; the request is taken before the commands are applied, so one queued meanwhile is seen at
         the next emit. On the session thread of a session without media polling (inputs), the writer is
         then armed: the next emits skip this method until something requests a poll point again (or
-        the command state is due to be read again).
+        the command state is due to be read again). Another thread's emit only checks the session: the
+        commands are the session thread's to apply, so the request stays for that thread's next poll point.
         """
         ctx = get_ctx()  # raises NoActiveSession outside a session or once it ended
         if ctx is not self._session:
             raise self._not_in(ctx)
+        if not ctx._on_session_thread():
+            return
         self._writer.take_poll_request()
         ctx._poll_point()
         quiet_ns = ctx._quiet_ns()

@@ -91,6 +91,30 @@ def test_a_command_queued_while_the_writer_is_armed_is_applied_at_the_next_emit(
         assert _run(engine, job, during) == (True, 0, 7)
 
 
+def test_another_threads_emit_leaves_a_queued_command_to_the_session_threads_next_emit():
+    armed, go = threading.Event(), threading.Event()
+
+    def job(track):
+        track.emit(FRAME)  # the Python poll point, which arms the writer
+        track.emit(FRAME)
+        was_armed = track._writer.armed
+        armed.set()
+        go.wait(10)
+        before = get_ctx()._model.value
+        track.emit(FRAME)  # must apply the command queued meanwhile, although another thread emitted
+        return was_armed, before, get_ctx()._model.value
+
+    def during(session):
+        assert armed.wait(10)
+        reply = session.submit_command("set_value", {"value": 7})
+        engine.tracks["main_video"].emit(FRAME)  # a host thread: its poll point cannot apply commands
+        go.set()
+        assert reply.result(10) == 7
+
+    with Engine(StatelessProbe, engine_config=CONFIG) as engine:
+        assert _run(engine, job, during) == (True, 0, 7)
+
+
 def test_command_state_is_read_again_while_the_model_only_emits():
     def job(track):
         ctx = get_ctx()
