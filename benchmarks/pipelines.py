@@ -12,6 +12,7 @@ the transport: a thread popping packets and stamping their receipt into prealloc
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -393,8 +394,6 @@ class PythonWork:
 
 
 def thread_ids() -> set[int]:
-    import os
-
     return {int(name) for name in os.listdir("/proc/self/task")}
 
 
@@ -436,20 +435,14 @@ class StealClock:
         self._wall_ns = time.monotonic_ns()
 
     def stop(self) -> None:
-        import os
-
         self.stolen_s += (self.ticks() - self._ticks) / os.sysconf("SC_CLK_TCK")
         self.wall_s += (time.monotonic_ns() - self._wall_ns) * 1e-9
 
     def share(self) -> float:
-        import os
-
         cpus = os.cpu_count() or 1
         return self.stolen_s / (self.wall_s * cpus) if self.wall_s > 0 else 0.0
 
 
 def rss_bytes() -> int:
-    import os
-
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -151,7 +151,7 @@ class SessionContext:
     def _poll_point(self, dispatch: bool = True) -> int:
         """Apply queued commands, then release held input frames and (``dispatch``) call ``on_media``
         (session thread only; elsewhere nothing). Returns how many commands were applied."""
-        if not self.active or _own.ctx is not self:
+        if not self._on_session_thread():
             return 0
         applied = 0 if self.commands.idle() else self.commands.apply_pending(self._model)
         if self._poller is not None:
@@ -162,7 +162,7 @@ class SessionContext:
         """On the session thread, right after a poll point: for how long (ns; -1: until woken) the
         next poll points have nothing to do unless ``wake()`` is called; ``None``: no such promise
         (another thread, an ended session, or input that each poll point releases)."""
-        if not self.active or _own.ctx is not self or self._poller is not None:
+        if not self._on_session_thread() or self._poller is not None:
             return None
         return self.commands.quiet_ns()
 
