@@ -305,9 +305,9 @@ TEST(FrameRing, TheConsumerSpinsOnlyAfterAShortWait) {
   EXPECT_EQ(ring.stats().counters.encoder_wakeups.load(), 2u);
 }
 
-TEST(FrameRing, TheConsumerSpinsAroundTheExpectedCommitOfASteadyProducer) {
+TEST(FrameRing, TheConsumerWatchesForTheExpectedCommitOfASteadyProducer) {
   // A producer at 100 fps: once the consumer knows the rate (kPeriods intervals), it sleeps until just
-  // before each expected commit and spins through it, so the commits that follow need (almost) no
+  // before each expected commit and polls through it, so the commits that follow need (almost) no
   // wake-up; a commit that the OS delays past the window still wakes it, hence the margin.
   FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, FrameRing::kSpinNs);
   Consumer consumer(ring);
@@ -326,7 +326,7 @@ TEST(FrameRing, TheConsumerSpinsAroundTheExpectedCommitOfASteadyProducer) {
 }
 
 TEST(FrameRing, AProducerThatStopsLeavesTheConsumerAsleep) {
-  // After kMaxMisses windows without a commit the consumer stops spinning and sleeps: the commit that
+  // After kMaxMisses windows without a commit the consumer stops watching and sleeps: the commit that
   // comes much later has to wake it, and is taken.
   FrameRing ring(3, 4, 2, RingPolicy::Block, nullptr, FrameRing::kSpinNs);
   Consumer consumer(ring);
