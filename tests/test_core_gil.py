@@ -3,10 +3,22 @@
 Each check starts two threads behind a barrier; each records the window [enter, leave] of its own
 blocking call. With the GIL held inside the call, the second thread could not even record its
 start until the first returned, so the windows could not overlap. No timing threshold is used.
+
+Two things would make that proof weak or flaky, and both are ruled out:
+- CPython takes the GIL from a thread at a bytecode boundary once another thread has waited a switch
+  interval (5 ms). The second thread could then record its start between the first's stamp and its
+  call, so windows would overlap though the call held the GIL. The switch interval is raised for the
+  check, far beyond any call's length: the GIL changes hands only where a thread gives it up.
+- A call that is over quickly (a copy of a few MiB) can finish before the other thread is even
+  scheduled out of the barrier, and the windows then miss each other on a busy machine although the
+  call releases the GIL. `repeat=True` calls it again until the other thread has started (bounded
+  by a deadline): with the GIL released the other thread starts inside the first's window; with it
+  held the other could start only when the first thread has finished.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,32 +28,50 @@ import pytest
 
 from reactor_engine import _C
 
+# Far beyond any call here and beyond the repeat deadline, so that no thread loses the GIL at a
+# bytecode boundary during a check: a call that holds the GIL fails the check.
+NO_FORCED_SWITCH_S = 120.0
+REPEAT_DEADLINE_S = 10.0
 
-def overlapping_windows(call: Callable[[int], None]) -> tuple[tuple[int, int], tuple[int, int]]:
+
+def overlapping_windows(
+    call: Callable[[int], None], *, repeat: bool = False
+) -> tuple[tuple[int, int], tuple[int, int]]:
     barrier = threading.Barrier(2)
     windows: list[tuple[int, int]] = [(0, 0), (0, 0)]
+    started = [False, False]  # plain flags: reading or setting one never gives up the GIL
     failures: list[BaseException] = []
 
     def worker(index: int) -> None:
         barrier.wait()
         start = time.monotonic_ns()
+        started[index] = True
+        deadline = start + int(REPEAT_DEADLINE_S * 1e9)
         try:
             call(index)
+            while repeat and not started[1 - index] and time.monotonic_ns() < deadline:
+                call(index)
         except BaseException as error:  # reported below, in the test's thread
             failures.append(error)
         windows[index] = (start, time.monotonic_ns())
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(NO_FORCED_SWITCH_S)
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
     assert not failures, failures
     return windows[0], windows[1]
 
 
-def assert_overlap(call: Callable[[int], None]) -> None:
-    (a_start, a_end), (b_start, b_end) = overlapping_windows(call)
+def assert_overlap(call: Callable[[int], None], *, repeat: bool = False) -> None:
+    """Two threads in `call` overlap in time; `repeat`: call it again until the other has started."""
+    (a_start, a_end), (b_start, b_end) = overlapping_windows(call, repeat=repeat)
     assert a_start < b_end and b_start < a_end, "the two blocking calls ran one after the other"
 
 
