@@ -320,14 +320,15 @@ int FrameRing::take(const std::atomic<bool>& cancel) {
   }
   int misses = 0;
   while (ready_size_ == 0 && !closed_ && !cancel.load()) {
-    int64_t period = 0;
-    const int64_t expected = misses < kMaxMisses ? expected_commit_ns(now_ns(), &period) : -1;
-    if (expected >= 0) {
-      waited_for_ns_ = expected;
-      waited_period_ns_ = period;
+    const ExpectedCommit expected = misses < kMaxMisses ? expected_commit(now_ns()) : ExpectedCommit{};
+    if (expected.at_ns >= 0) {
+      waited_for_ns_ = expected.at_ns;
+      waited_period_ns_ = expected.period_ns;
       const uint64_t seen = events_.load(std::memory_order_relaxed);
       wait_around_expected(lock, expected, cancel);
-      if (ready_size_ == 0 && events_.load(std::memory_order_relaxed) == seen && now_ns() >= expected) ++misses;
+      if (ready_size_ == 0 && events_.load(std::memory_order_relaxed) == seen && now_ns() >= expected.at_ns) {
+        ++misses;
+      }
       continue;
     }
     consumer_waiting_ = true;
@@ -363,51 +364,46 @@ void FrameRing::note_commit(int64_t t_commit_ns) {
   last_commit_ns_ = t_commit_ns;
 }
 
-int64_t FrameRing::expected_commit_ns(int64_t now, int64_t* period_ns) const {
-  if (spin_ns_ == 0 || last_commit_ns_ < 0) return -1;
+FrameRing::ExpectedCommit FrameRing::expected_commit(int64_t now) const {
+  if (spin_ns_ == 0 || last_commit_ns_ < 0) return {};
   // The period: the median of the shortest intervals (those under 1.5x the shortest), so that one late
   // commit (a short interval after it) does not shift it, and a producer that commits at some ticks
   // of its clock only (every 1st and 2nd of 3) is expected at each tick.
   int64_t sorted[kPeriods];
   for (int i = 0; i < kPeriods; ++i) {
-    if (intervals_[i] == 0) return -1;  // too few commits to know their rate
+    if (intervals_[i] == 0) return {};  // too few commits to know their rate
     sorted[i] = intervals_[i];
   }
   std::sort(sorted, sorted + kPeriods);
   int cluster = 1;
   while (cluster < kPeriods && sorted[cluster] * 2 < sorted[0] * 3) ++cluster;
   const int64_t period = sorted[cluster / 2];
-  if (period < kMinPeriodNs || period > kMaxPeriodNs) return -1;
-  int64_t expected = last_commit_ns_ + period;
-  const int64_t tail = watch_window(expected).second - expected;  // the same for every expected time
-  if (now >= expected + tail) expected += ((now - expected - tail) / period + 1) * period;
-  if (period_ns != nullptr) *period_ns = period;
-  return expected;
-}
-
-std::pair<int64_t, int64_t> FrameRing::watch_window(int64_t expected_ns) const {
+  if (period < kMinPeriodNs || period > kMaxPeriodNs) return {};
+  // The window: as early as the earliest and as late as the latest of the last commits came to theirs.
   int64_t early = 0, late = 0;
   for (int i = 0; i < errors_seen_; ++i) {
     early = std::min(early, errors_[i]);
     late = std::max(late, errors_[i]);
   }
-  return {expected_ns - std::min(kMaxLeadNs, kWakeMarginNs - early),
-          expected_ns + std::min(kMaxTailNs, late + kMarginNs)};
+  const int64_t lead = std::min(kMaxLeadNs, kWakeMarginNs - early);
+  const int64_t tail = std::min(kMaxTailNs, late + kMarginNs);
+  int64_t at = last_commit_ns_ + period;
+  if (now >= at + tail) at += ((now - at - tail) / period + 1) * period;  // the next window not yet over
+  return {at, period, at - lead, at + tail};
 }
 
-void FrameRing::wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns,
+void FrameRing::wait_around_expected(std::unique_lock<std::mutex>& lock, const ExpectedCommit& expected,
                                      const std::atomic<bool>& cancel) {
-  const auto [watch_from, watch_until] = watch_window(expected_ns);
   const int64_t now = now_ns();
-  if (now < watch_from) {
+  if (now < expected.watch_from_ns) {
     consumer_waiting_ = true;  // a commit before the window wakes it as before
-    ready_cv_.wait_for(lock, std::chrono::nanoseconds(watch_from - now));
+    ready_cv_.wait_for(lock, std::chrono::nanoseconds(expected.watch_from_ns - now));
     consumer_waiting_ = false;
-    if (ready_size_ > 0 || closed_ || cancel.load() || now_ns() < watch_from) return;
+    if (ready_size_ > 0 || closed_ || cancel.load() || now_ns() < expected.watch_from_ns) return;
   }
   const uint64_t seen = events_.load(std::memory_order_relaxed);
   lock.unlock();
-  poll_until(watch_until, kPollNs, [&] { return event_since(seen, cancel); });
+  poll_until(expected.watch_until_ns, kPollNs, [&] { return event_since(seen, cancel); });
   lock.lock();
 }
 

@@ -7,7 +7,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "core/ErrorStash.h"
@@ -141,14 +140,20 @@ class FrameRing {
   bool event_since(uint64_t seen, const std::atomic<bool>& cancel) const {
     return events_.load(std::memory_order_acquire) != seen || cancel.load(std::memory_order_relaxed);
   }
-  // Consumer-only: the commit times it took; the next expected commit after now_ns, or -1 for none.
+  // The next commit the consumer expects, with the window to poll in around it (the spread of the
+  // last commits around theirs).
+  struct ExpectedCommit {
+    int64_t at_ns = -1;  // -1: none expected
+    int64_t period_ns = 0;
+    int64_t watch_from_ns = 0, watch_until_ns = 0;
+  };
+  // Consumer-only: the commit times it took; the next expected commit after now_ns.
   void note_commit(int64_t t_commit_ns);
-  int64_t expected_commit_ns(int64_t now_ns, int64_t* period_ns = nullptr) const;
-  // The window to poll in around an expected commit: the spread of the last commits around theirs.
-  std::pair<int64_t, int64_t> watch_window(int64_t expected_ns) const;
-  // Sleeps (the lock released) until a commit, a wake-up, or a deadline, then polls in the window of
-  // the expected commit; returns with the lock held again.
-  void wait_around_expected(std::unique_lock<std::mutex>& lock, int64_t expected_ns, const std::atomic<bool>& cancel);
+  ExpectedCommit expected_commit(int64_t now_ns) const;
+  // Sleeps (the lock released) until a commit, a wake-up, or the window, then polls in the window;
+  // returns with the lock held again.
+  void wait_around_expected(std::unique_lock<std::mutex>& lock, const ExpectedCommit& expected,
+                            const std::atomic<bool>& cancel);
 
   const int64_t slots_, max_width_, max_height_;
   const RingPolicy policy_;
