@@ -7,6 +7,7 @@ import io
 import itertools
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -251,10 +252,7 @@ def test_ring_carved_from_a_shared_arena_and_reset_between_sessions():
 
 def test_the_encoder_thread_is_named_for_tools():
     with _C.Encoder(_C.FrameRing(2, 8, 8)):
-        names = set()
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/comm") as comm:
-                names.add(comm.read().strip())
+        names = set(_threads_named("").values())
     assert "reactor-encode" in names
 
 
@@ -269,6 +267,19 @@ def _threads_named(prefix: str) -> dict[int, str]:
         if name.startswith(prefix):
             threads[int(task)] = name
     return threads
+
+
+def _still_listed(tids: set[int], within_s: float = 10.0) -> set[int]:
+    """Those of `tids` that /proc still lists once `within_s` is over.
+
+    A joined thread can stay listed for a moment: pthread_join returns when the kernel clears the
+    thread's tid, early in its exit, and /proc drops the task only when the exit is over. A thread
+    that was not ended stays listed for good; the bound is only there to end the wait.
+    """
+    deadline = time.monotonic() + within_s
+    while (listed := tids & set(_threads_named(""))) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return listed
 
 
 def _encoder_threads() -> set[int]:
@@ -303,7 +314,7 @@ def test_jpeg_threads_start_stripe_helpers_scheduled_as_the_encoder_and_close_en
         assert sorted(helpers.values()) == ["reactor-jpeg-1", "reactor-jpeg-2"]
         assert {os.sched_getscheduler(tid) for tid in helpers} == {policy}
         assert encoder.jpeg_threads == 3
-    assert not set(helpers) & set(_threads_named("reactor-jpeg-"))  # close() joined them
+    assert not _still_listed(set(helpers))  # close() ended them
     with _C.Encoder(_C.FrameRing(2, 1280, 720)) as encoder:  # one thread unless asked
         assert encoder.jpeg_threads == 1
     for bad in (0, 17):
