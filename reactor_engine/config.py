@@ -245,6 +245,11 @@ def _apply(
         parts = key.split(".")
         if not all(parts):
             raise ConfigError(f"{flag}: {key!r} has an empty part; keys are NAME or NAME.NAME...")
+        if "[" in key or "]" in key:  # OmegaConf reads a[0]b as a.0 (dropping b): not taken at all
+            raise ConfigError(
+                f"{flag}: {key!r} has a bracket; keys are NAME or NAME.NAME..., and a list is set "
+                "whole (KEY=[A, B])"
+            )
         # OmegaConf recurses per level, so a deep key or value would hit Python's recursion limit.
         if len(parts) + _nesting(value) > _MAX_DEPTH:
             raise ConfigError(

@@ -93,6 +93,25 @@ def test_new_model_keys_are_allowed(model_yaml):
     assert load_model_config(None, overrides=["k=v"]).k == "v"
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("prompt.words=2", r"'prompt' is str, not a mapping; it has no key 'words'"),
+        ("sizes.0=5", r"'sizes' is list, not a mapping; it has no key '0'"),
+        # OmegaConf would read prompt[0]fps as prompt.0 and turn the str into {'0': ''} (a fuzz find)
+        ("prompt[0]fps=", r"'prompt\[0\]fps' has a bracket; keys are NAME or NAME.NAME"),
+        ("sizes[0]=5", r"a list is set whole \(KEY=\[A, B\]\)"),
+        ("model_kwargs..x=1", r"has an empty part; keys are NAME or NAME.NAME"),
+    ],
+)
+def test_a_key_below_a_scalar_or_in_brackets_is_refused(model_yaml, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_model_config(model_yaml, overrides=[override])
+    key, _, value = override.partition("=")
+    with pytest.raises(ConfigError, match=message):  # the Python API's mapping form alike
+        load_model_config(model_yaml, overrides={key: value})
+
+
 def test_space_form_is_an_error_not_none():
     with pytest.raises(
         ConfigError, match=r"--model.fps needs a value: write --model.fps=VALUE \(the space form"
