@@ -277,7 +277,9 @@ def _still_listed(tids: set[int], within_s: float = 10.0) -> set[int]:
     that was not ended stays listed for good; the bound is only there to end the wait.
     """
     deadline = time.monotonic() + within_s
-    while (listed := tids & set(_threads_named(""))) and time.monotonic() < deadline:
+    while (listed := {t for t in tids if os.path.exists(f"/proc/self/task/{t}")}) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.005)
     return listed
 
